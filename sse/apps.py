@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SSEConfig(AppConfig):
+    name = "sse"
+    verbose_name = "Server-Sent Events"

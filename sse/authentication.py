@@ -1,0 +1,110 @@
+"""
+Authentication of stream requests.
+
+Two kinds of token are accepted:
+
+* ``x-access-token``: the reva token that the oCIS proxy mints for each
+  request, an HS256 JWT signed with ``SSE_JWT_SECRET`` whose user id is
+  ``user.id.opaque_id``. It must carry a scope whose key starts with
+  ``user``; public-link and other restricted scopes are rejected.
+* ``Authorization: Bearer``: an access token issued by
+  djangorestframework-simplejwt, for Django projects that mint their own.
+
+When both headers are present, ``x-access-token`` wins, because the oCIS
+proxy forwards the browser's OpenID Connect bearer token alongside it.
+"""
+
+import jwt
+
+from .exceptions import AuthenticationFailed
+
+# oCIS (golang-jwt v5) allows this much clock skew on exp and nbf.
+REVA_LEEWAY_SECONDS = 5
+
+
+def header(scope, name):
+    """Return the first value of header ``name`` (lower-case bytes) as text, or ``None``."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def authenticate(scope, jwt_secret):
+    """
+    Return the user id that the request in ``scope`` is authenticated as.
+
+    Raises ``AuthenticationFailed`` when no token is present or the token
+    is invalid, expired or wrongly scoped.
+    """
+    reva_token = header(scope, b"x-access-token")
+    if reva_token is not None:
+        return authenticate_reva_token(reva_token.strip(), jwt_secret)
+
+    authorization = header(scope, b"authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return authenticate_simplejwt_token(credentials.strip())
+
+    raise AuthenticationFailed("not_authenticated", "Authentication credentials were not provided.")
+
+
+def authenticate_reva_token(token, jwt_secret):
+    """Validate a reva ``x-access-token`` and return ``user.id.opaque_id``."""
+    claims = _decode_reva_token(token, jwt_secret)
+    _check_user_scope(claims)
+    return _opaque_id(claims)
+
+
+def _decode_reva_token(token, jwt_secret):
+    try:
+        return jwt.decode(
+            token,
+            jwt_secret,
+            # Pinning the algorithm rejects "none" and tokens whose header
+            # asks for an algorithm the secret was never meant for.
+            algorithms=["HS256"],
+            leeway=REVA_LEEWAY_SECONDS,
+            # reva sets aud to "reva" or ["reva"] and iss to the identity
+            # provider; oCIS checks neither.
+            options={"verify_aud": False, "verify_iss": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthenticationFailed("token_expired", "The token has expired.") from None
+    except jwt.InvalidTokenError:
+        raise AuthenticationFailed("token_invalid", "The token is invalid.") from None
+
+
+def _check_user_scope(claims):
+    scopes = claims.get("scope")
+    if isinstance(scopes, dict) and any(str(key).startswith("user") for key in scopes):
+        return
+    raise AuthenticationFailed("token_scope_invalid", "The token has no user scope.")
+
+
+def _opaque_id(claims):
+    user = claims.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else None
+    opaque_id = user_id.get("opaque_id") if isinstance(user_id, dict) else None
+    if isinstance(opaque_id, str) and opaque_id:
+        return opaque_id
+    raise AuthenticationFailed("token_user_missing", "The token names no user.")
+
+
+def authenticate_simplejwt_token(token):
+    """Validate a simplejwt access token and return the value of its ``USER_ID_CLAIM``."""
+    # Imported here because simplejwt reads the Django settings on import.
+    from rest_framework_simplejwt.exceptions import TokenError
+    from rest_framework_simplejwt.settings import api_settings
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    try:
+        validated = AccessToken(token)
+    except TokenError:
+        raise AuthenticationFailed("token_invalid", "The token is invalid or expired.") from None
+
+    user_id = validated.get(api_settings.USER_ID_CLAIM)
+    if user_id is None or user_id == "":
+        raise AuthenticationFailed("token_user_missing", "The token names no user.")
+    return str(user_id)

@@ -1,0 +1,224 @@
+"""
+The bridge from NATS JetStream to the channel layer.
+
+It consumes the oCIS event stream, keeps the ``SendSSE`` events and sends
+each of them, encoded once, into the channel-layer group of every user it
+addresses.
+"""
+
+import asyncio
+import logging
+import ssl
+import uuid
+
+import nats
+import nats.errors
+import nats.js.errors
+from channels.layers import get_channel_layer
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from . import metrics
+from .exceptions import MalformedEvent
+from .groups import BROADCAST_GROUP, user_group
+from .wire import BROADCAST_USER_ID, decode_event, encode_frame
+
+logger = logging.getLogger(__name__)
+
+# oCIS publishes every event on this subject, into a stream of the same name.
+STREAM = "main-queue"
+SUBJECT = "main-queue"
+
+# Messages fetched per pull request. It must stay well below the channel
+# layer's per-channel capacity, because a batch is handed to the layer
+# without yielding to the stream consumers in between.
+FETCH_BATCH = 256
+FETCH_TIMEOUT_SECONDS = 5.0
+
+# JetStream deletes our consumer this long after the last pull request, so
+# a process that dies without cleaning up leaves nothing behind for long.
+CONSUMER_INACTIVE_THRESHOLD_SECONDS = 30.0
+
+RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 15.0
+
+
+def nats_connect_options(config):
+    """Build the keyword arguments of ``nats.connect`` from the configuration."""
+    options = {
+        "servers": list(config.events_endpoint),
+        "name": "sse",
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+    }
+    # oCIS sends credentials only when both are set; so do we.
+    if config.events_auth_username and config.events_auth_password:
+        options["user"] = config.events_auth_username
+        options["password"] = config.events_auth_password
+    if config.events_enable_tls:
+        options["tls"] = tls_context(config)
+    return options
+
+
+def tls_context(config):
+    """Return the TLS context for NATS: TLS 1.2 or newer, verified unless told otherwise."""
+    context = ssl.create_default_context(cafile=config.events_tls_root_ca_certificate or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # As in oCIS, a configured root CA always means verification.
+    if config.events_tls_insecure and not config.events_tls_root_ca_certificate:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def target_groups(user_ids):
+    """Return the groups an event for ``user_ids`` goes to; ``all`` means every stream, once."""
+    if BROADCAST_USER_ID in user_ids:
+        return [BROADCAST_GROUP]
+    return [user_group(user_id) for user_id in user_ids]
+
+
+class Bridge:
+    """
+    Consume SendSSE events from JetStream and send them into the channel layer.
+
+    Each bridge creates its own ephemeral pull consumer, named
+    ``sse-<uuid>`` like the one oCIS creates, that receives only events
+    published after it started. ``run()`` returns after ``stop()``.
+    """
+
+    def __init__(self, config, channel_layer=None):
+        self.config = config
+        self.channel_layer = channel_layer or get_channel_layer()
+        self.consumer_name = f"sse-{uuid.uuid4()}"
+        self.connection = None
+        self.subscription = None
+        self.ready = False
+        self._stopping = asyncio.Event()
+
+    async def run(self):
+        """Connect, then move events until ``stop()`` is called; retries every failure with backoff."""
+        delay = RETRY_MIN_SECONDS
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+                await self._subscribe()
+                delay = RETRY_MIN_SECONDS
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.ready = False
+                if self._stopping.is_set():
+                    break
+                logger.warning("NATS consumer failed, retrying in %.1fs: %s", delay, error)
+                await self._sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def stop(self):
+        """Stop consuming, delete the JetStream consumer and close the connection."""
+        self._stopping.set()
+        self.ready = False
+        connection, self.connection = self.connection, None
+        if connection is None or connection.is_closed:
+            return
+        if self.subscription is not None:
+            try:
+                await connection.jetstream().delete_consumer(STREAM, self.consumer_name)
+            except Exception as error:
+                logger.warning("Could not delete NATS consumer %s: %s", self.consumer_name, error)
+        await connection.close()
+        logger.info("NATS connection closed")
+
+    async def _sleep(self, seconds):
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _connect(self):
+        if self.connection is not None and self.connection.is_connected:
+            return
+        if self.connection is not None:
+            await self.connection.close()
+        self.connection = await nats.connect(
+            **nats_connect_options(self.config),
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        logger.info("Connected to NATS at %s", self.connection.connected_url.netloc)
+
+    async def _subscribe(self):
+        """Create the stream if it is missing, then (re)create this process's consumer."""
+        js = self.connection.jetstream()
+        try:
+            await js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(name=STREAM, subjects=[SUBJECT])
+            logger.info("Created JetStream stream %s", STREAM)
+
+        config = ConsumerConfig(
+            name=self.consumer_name,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            filter_subject=SUBJECT,
+            inactive_threshold=CONSUMER_INACTIVE_THRESHOLD_SECONDS,
+        )
+        try:
+            await js.consumer_info(STREAM, self.consumer_name)
+        except nats.js.errors.NotFoundError:
+            await js.add_consumer(STREAM, config=config)
+        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
+        self.ready = True
+        logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
+
+    async def _consume(self):
+        while not self._stopping.is_set():
+            try:
+                messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
+            except nats.errors.TimeoutError:
+                continue
+            for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message):
+        """Deliver one NATS message; never raises for bad input."""
+        try:
+            event = decode_event(message.data)
+        except MalformedEvent as error:
+            metrics.EVENTS_RECEIVED.labels(result="malformed").inc()
+            logger.warning(
+                "Skipped malformed event (stream sequence %s): %s",
+                message.metadata.sequence.stream,
+                error,
+            )
+            # term() tells JetStream never to redeliver it.
+            await message.term()
+            return
+
+        if event is None:
+            metrics.EVENTS_RECEIVED.labels(result="ignored").inc()
+            await message.ack()
+            return
+
+        sequence = message.metadata.sequence.stream
+        payload = {"type": "sse.event", "frame": encode_frame(event.type, event.message, sequence)}
+        for group in target_groups(event.user_ids):
+            await self.channel_layer.group_send(group, payload)
+        metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
+        await message.ack()
+
+    async def _on_error(self, error):
+        logger.error("NATS error: %s", error)
+
+    async def _on_disconnected(self):
+        self.ready = False
+        if not self._stopping.is_set():
+            logger.warning("Disconnected from NATS")
+
+    async def _on_reconnected(self):
+        logger.info("Reconnected to NATS at %s", self.connection.connected_url.netloc)
+        self.ready = self.subscription is not None

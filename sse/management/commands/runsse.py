@@ -1,0 +1,43 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sse.conf import get_config
+from sse.exceptions import SSEError
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the Server-Sent Events service: the stream server on SSE_HTTP_ADDR, "
+        "the debug server on SSE_DEBUG_ADDR and the bridge from NATS JetStream."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--embedded-nats",
+            action="store_true",
+            help=(
+                "Also start a nats-server with JetStream on the first SSE_EVENTS_ENDPOINT, "
+                "with a temporary store that is deleted on exit."
+            ),
+        )
+
+    def handle(self, *args, **options):
+        # Imported here: the import installs Twisted's asyncio reactor,
+        # which other management commands do not need.
+        from channels.routing import get_default_application
+
+        from sse.server import Service
+
+        try:
+            config = get_config()
+        except SSEError as error:
+            raise CommandError(str(error)) from None
+        if not config.jwt_secret:
+            raise CommandError(
+                "SSE_JWT_SECRET (or OCIS_JWT_SECRET) is not set; set it to the secret "
+                "that signs the x-access-token JWTs, the same value as in oCIS."
+            )
+
+        try:
+            Service(config, get_default_application(), embedded_nats=options["embedded_nats"]).run()
+        except SSEError as error:
+            raise CommandError(str(error)) from None

@@ -1,0 +1,36 @@
+"""
+Prometheus metrics of the service, all declared here.
+
+Labels take values from small closed sets; a user id is never a label.
+"""
+
+from prometheus_client import Counter, Gauge
+
+CONNECTIONS_ACTIVE = Gauge(
+    "sse_connections_active",
+    "Event streams open right now.",
+)
+CONNECTIONS_TOTAL = Counter(
+    "sse_connections_total",
+    "Event streams opened since the process started.",
+)
+EVENTS_RECEIVED = Counter(
+    "sse_events_received_total",
+    "NATS messages taken from the event stream, by what became of them.",
+    ["result"],
+)
+EVENTS_SENT = Counter(
+    "sse_events_sent_total",
+    "Events written to client streams, counted once per stream.",
+)
+EVENTS_DROPPED = Counter(
+    "sse_events_dropped_total",
+    "Events not written to a client stream, by reason.",
+    ["reason"],
+)
+
+# Pre-create every label value so that the series exist, at zero, from the
+# start; a rate() over a series that appears late misses its first step.
+for _result in ("delivered", "ignored", "malformed"):
+    EVENTS_RECEIVED.labels(result=_result)
+EVENTS_DROPPED.labels(reason="slow_client")
