@@ -9,6 +9,7 @@ addresses.
 import asyncio
 import logging
 import ssl
+import time
 import uuid
 
 import nats
@@ -40,6 +41,10 @@ CONSUMER_INACTIVE_THRESHOLD_SECONDS = 30.0
 
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 15.0
+
+# While NATS is unreachable, nats-py reports every failed attempt; the same
+# error is logged again only after this long, with the number suppressed.
+REPEATED_ERROR_LOG_SECONDS = 30.0
 
 
 def nats_connect_options(config):
@@ -96,6 +101,9 @@ class Bridge:
         self.subscription = None
         self.ready = False
         self._stopping = asyncio.Event()
+        self._last_error = None
+        self._last_error_logged_at = 0.0
+        self._suppressed_errors = 0
 
     async def run(self):
         """Connect, then move events until ``stop()`` is called; retries every failure with backoff."""
@@ -212,7 +220,18 @@ class Bridge:
         await message.ack()
 
     async def _on_error(self, error):
-        logger.error("NATS error: %s", error)
+        now = time.monotonic()
+        text = str(error) or type(error).__name__
+        if text == self._last_error and now - self._last_error_logged_at < REPEATED_ERROR_LOG_SECONDS:
+            self._suppressed_errors += 1
+            return
+        if self._suppressed_errors:
+            logger.error("NATS error: %s (%d repeats not logged)", text, self._suppressed_errors)
+        else:
+            logger.error("NATS error: %s", text)
+        self._last_error = text
+        self._last_error_logged_at = now
+        self._suppressed_errors = 0
 
     async def _on_disconnected(self):
         self.ready = False

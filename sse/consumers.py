@@ -77,7 +77,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
     async def handle(self, body):
         if self.scope["method"] not in ("GET", "HEAD"):
-            await self.send_response(405, b"", headers=[(b"allow", b"GET, HEAD")])
+            await self.send_response(405, b"", headers=[(b"allow", b"GET, HEAD"), (b"content-length", b"0")])
             return
 
         config = get_config()
@@ -102,6 +102,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
             body,
             headers=[
                 (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
                 (b"www-authenticate", challenge),
             ],
         )

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+JWT_SECRET = "test-jwt-secret-" + "0123456789abcdef" * 4
 
 
 def free_port():

@@ -27,14 +27,21 @@ class Command(BaseCommand):
         try:
             sequence = asyncio.run(publish(config, data))
         except Exception as error:
+            reason = str(error) or type(error).__name__
             servers = ",".join(config.events_endpoint)
-            raise CommandError(f"Publishing to NATS at {servers} failed: {error}") from None
+            raise CommandError(f"Publishing to NATS at {servers} failed: {reason}") from None
         self.stdout.write(f"Published to {SUBJECT} as stream sequence {sequence}.")
+
+
+async def ignore_error(error):
+    pass
 
 
 async def publish(config, data):
     options = nats_connect_options(config)
-    options.update(allow_reconnect=False, max_reconnect_attempts=0)
+    # Two attempts per server, then nats.connect raises NoServersError.
+    # The callback keeps nats-py from printing each attempt's traceback.
+    options.update(max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=ignore_error)
     connection = await nats.connect(**options)
     try:
         acknowledgement = await connection.jetstream().publish(SUBJECT, data, timeout=5)
