@@ -59,8 +59,10 @@ class EmbeddedNATS:
         # The log goes to a file, because a pipe that nobody reads would
         # block the server once it filled up.
         self.log_path = Path(self.store.name) / "nats-server.log"
+        # A session of its own keeps Ctrl-C in the terminal from stopping
+        # the server before runsse has shut down the bridge.
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

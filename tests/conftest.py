@@ -2,6 +2,7 @@ import os
 import uuid
 
 import nats
+import nats.js.errors
 import pytest
 
 from sse.embedded_nats import EmbeddedNATS
@@ -39,8 +40,14 @@ def service(nats_url):
 
 @pytest.fixture
 async def jetstream(nats_url):
+    """A JetStream context on the test NATS server, with the main-queue stream created."""
     connection = await nats.connect(nats_url)
-    yield connection.jetstream()
+    context = connection.jetstream()
+    try:
+        await context.stream_info("main-queue")
+    except nats.js.errors.NotFoundError:
+        await context.add_stream(name="main-queue", subjects=["main-queue"])
+    yield context
     await connection.close()
 
 

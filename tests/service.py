@@ -85,10 +85,10 @@ class ServiceProcess:
                 return float(value)
         raise KeyError(name)
 
-    def stop(self, timeout=10.0):
-        """Send SIGTERM and return the exit code."""
+    def stop(self, timeout=10.0, stop_signal=signal.SIGTERM):
+        """Send ``stop_signal`` and return the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(stop_signal)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -5,10 +5,13 @@ readiness, shutdown, the embedded NATS server and the helper commands.
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 from sse.wire import encode_envelope
 
@@ -80,14 +83,15 @@ async def test_keepalive_off_by_default(service, user_id):
     await stream.close()
 
 
-async def test_sigterm_ends_open_streams(nats_url, jetstream, user_id):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_signal_ends_open_streams(nats_url, jetstream, user_id, stop_signal):
     before = {consumer.name for consumer in await jetstream.consumers_info("main-queue")}
     service = ServiceProcess(nats_url).start()
     started = {consumer.name for consumer in await jetstream.consumers_info("main-queue")}
     streams = [await open_stream(service, user_id) for _ in range(3)]
 
     stopped_at = time.monotonic()
-    assert service.stop(timeout=10) == 0
+    assert service.stop(timeout=10, stop_signal=stop_signal) == 0
     assert time.monotonic() - stopped_at < 5
 
     for stream in streams:
