@@ -33,7 +33,7 @@ SUBJECT = "main-queue"
 # layer's per-channel capacity, because a batch is handed to the layer
 # without yielding to the stream consumers in between.
 FETCH_BATCH = 256
-FETCH_TIMEOUT_SECONDS = 5.0
+FETCH_TIMEOUT_SECONDS = 2.0
 
 # JetStream deletes our consumer this long after the last pull request, so
 # a process that dies without cleaning up leaves nothing behind for long.
@@ -90,7 +90,8 @@ class Bridge:
 
     Each bridge creates its own ephemeral pull consumer, named
     ``sse-<uuid>`` like the one oCIS creates, that receives only events
-    published after it started. ``run()`` returns after ``stop()``.
+    published after it started, and recreates it where it left off if
+    JetStream loses it. ``run()`` returns after ``stop()``.
     """
 
     def __init__(self, config, channel_layer=None):
@@ -100,6 +101,9 @@ class Bridge:
         self.connection = None
         self.subscription = None
         self.ready = False
+        # The stream sequence of the last message handled, from which a lost
+        # consumer is recreated.
+        self.last_sequence = None
         self._stopping = asyncio.Event()
         self._last_error = None
         self._last_error_logged_at = 0.0
@@ -162,47 +166,68 @@ class Bridge:
         """Create the stream if it is missing, then (re)create this process's consumer."""
         js = self.connection.jetstream()
         try:
-            await js.stream_info(STREAM)
+            stream = await js.stream_info(STREAM)
         except nats.js.errors.NotFoundError:
-            await js.add_stream(name=STREAM, subjects=[SUBJECT])
+            stream = await js.add_stream(name=STREAM, subjects=[SUBJECT])
             logger.info("Created JetStream stream %s", STREAM)
 
+        try:
+            await js.consumer_info(STREAM, self.consumer_name)
+        except nats.js.errors.NotFoundError:
+            await js.add_consumer(STREAM, config=self._consumer_config(stream.state.last_seq))
+        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
+        self.ready = True
+        logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
+
+    def _consumer_config(self, stream_last_sequence):
+        """
+        Return the configuration of this process's consumer.
+
+        On the first start it receives only events published from now on,
+        like the consumer of oCIS. When it has to be created again (it was
+        deleted, or NATS lost it), it resumes after the last handled event,
+        so that no event published in between is skipped.
+        """
         config = ConsumerConfig(
             name=self.consumer_name,
-            deliver_policy=DeliverPolicy.NEW,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30,
             filter_subject=SUBJECT,
             inactive_threshold=CONSUMER_INACTIVE_THRESHOLD_SECONDS,
         )
-        try:
-            await js.consumer_info(STREAM, self.consumer_name)
-        except nats.js.errors.NotFoundError:
-            await js.add_consumer(STREAM, config=config)
-        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
-        self.ready = True
-        logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
+        if self.last_sequence is None:
+            self.last_sequence = stream_last_sequence
+        elif stream_last_sequence < self.last_sequence:
+            # The stream was recreated and numbers from 1 again, so every
+            # event in it is one this bridge has not seen.
+            logger.warning("Stream %s was reset; consuming it from the start", STREAM)
+            self.last_sequence = 0
+        else:
+            logger.warning("Consumer %s was lost; resuming after stream sequence %d", self.consumer_name, self.last_sequence)
+        config.opt_start_seq = self.last_sequence + 1
+        return config
 
     async def _consume(self):
         while not self._stopping.is_set():
             try:
                 messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
             except nats.errors.TimeoutError:
-                continue
+                messages = []
+            # Only a pull request that JetStream answered shows that the
+            # consumer exists, for example after a reconnect.
+            self.ready = True
             for message in messages:
                 await self.handle(message)
 
     async def handle(self, message):
         """Deliver one NATS message; never raises for bad input."""
+        self.last_sequence = message.metadata.sequence.stream
         try:
             event = decode_event(message.data)
         except MalformedEvent as error:
             metrics.EVENTS_RECEIVED.labels(result="malformed").inc()
-            logger.warning(
-                "Skipped malformed event (stream sequence %s): %s",
-                message.metadata.sequence.stream,
-                error,
-            )
+            logger.warning("Skipped malformed event (stream sequence %d): %s", self.last_sequence, error)
             # term() tells JetStream never to redeliver it.
             await message.term()
             return
@@ -212,8 +237,7 @@ class Bridge:
             await message.ack()
             return
 
-        sequence = message.metadata.sequence.stream
-        payload = {"type": "sse.event", "frame": encode_frame(event.type, event.message, sequence)}
+        payload = {"type": "sse.event", "frame": encode_frame(event.type, event.message, self.last_sequence)}
         for group in target_groups(event.user_ids):
             await self.channel_layer.group_send(group, payload)
         metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
@@ -240,4 +264,3 @@ class Bridge:
 
     async def _on_reconnected(self):
         logger.info("Reconnected to NATS at %s", self.connection.connected_url.netloc)
-        self.ready = self.subscription is not None

@@ -33,32 +33,38 @@ def find_nats_server():
 
 class EmbeddedNATS:
     """
-    Run ``nats-server -js`` on ``url``'s host and port with a temporary
-    store that is deleted on ``stop()``.
+    Run ``nats-server -js`` on ``url``'s host and port.
+
+    JetStream keeps its data in ``store_dir``, or in a temporary directory
+    that is deleted on ``stop()`` when none is given.
     """
 
-    def __init__(self, url):
+    def __init__(self, url, store_dir=None):
         parts = urlsplit(url)
         if parts.scheme != "nats" or not parts.port:
             raise SSEError(f"the embedded NATS server needs a nats://host:port endpoint, got {url!r}")
         self.host = parts.hostname
         self.port = parts.port
+        self.store_dir = store_dir
         self.process = None
         self.store = None
 
     def start(self):
         """Start the server and wait until it accepts connections."""
-        self.store = tempfile.TemporaryDirectory(prefix="sse-nats-")
+        if self.store_dir is None:
+            self.store = tempfile.TemporaryDirectory(prefix="sse-nats-")
+        store_dir = self.store_dir or self.store.name
+        Path(store_dir).mkdir(parents=True, exist_ok=True)
         command = [
             find_nats_server(),
             "--addr", self.host,
             "--port", str(self.port),
             "--jetstream",
-            "--store_dir", self.store.name,
+            "--store_dir", store_dir,
         ]
         # The log goes to a file, because a pipe that nobody reads would
         # block the server once it filled up.
-        self.log_path = Path(self.store.name) / "nats-server.log"
+        self.log_path = Path(store_dir) / "nats-server.log"
         # A session of its own keeps Ctrl-C in the terminal from stopping
         # the server before runsse has shut down the bridge.
         with open(self.log_path, "wb") as log:
