@@ -63,7 +63,7 @@ def _decode_reva_token(token, jwt_secret):
             token,
             jwt_secret,
             # Pinning the algorithm rejects "none" and tokens whose header
-            # asks for an algorithm the secret was never meant for.
+            # names an algorithm the secret was never meant for.
             algorithms=["HS256"],
             leeway=REVA_LEEWAY_SECONDS,
             # reva sets aud to "reva" or ["reva"] and iss to the identity

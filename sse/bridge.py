@@ -67,7 +67,7 @@ def nats_connect_options(config):
 
 
 def tls_context(config):
-    """Return the TLS context for NATS: TLS 1.2 or newer, verified unless told otherwise."""
+    """Return the TLS context for NATS: TLS 1.2 or newer, verified unless SSE_EVENTS_TLS_INSECURE is set."""
     context = ssl.create_default_context(cafile=config.events_tls_root_ca_certificate or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # As in oCIS, a configured root CA always means verification.
@@ -228,7 +228,7 @@ class Bridge:
         except MalformedEvent as error:
             metrics.EVENTS_RECEIVED.labels(result="malformed").inc()
             logger.warning("Skipped malformed event (stream sequence %d): %s", self.last_sequence, error)
-            # term() tells JetStream never to redeliver it.
+            # term() stops JetStream from ever redelivering it.
             await message.term()
             return
 

@@ -2,10 +2,11 @@
 Configuration of the sse app, resolved once into an immutable object.
 
 Every value comes, in rising precedence, from the built-in default, the
-``SSE`` dict in the Django settings (keys are the field names in upper
-case, such as ``"KEEPALIVE_INTERVAL"``), the ``OCIS_*`` environment variable
-and the ``SSE_*`` environment variable, which are the names the oCIS ``sse``
-service reads. An empty environment variable counts as unset.
+``SSE`` dict in the Django settings, the ``OCIS_*`` environment variable and
+the ``SSE_*`` environment variable. The keys of ``SSE`` are the field names
+in upper case, such as ``"KEEPALIVE_INTERVAL"``. The environment variables
+are the ones the oCIS ``sse`` service reads, and an empty one counts as
+unset.
 
 oCIS silently keeps the default when it cannot parse a value; this module
 raises ``ConfigurationError`` instead, naming the variable, the value and
@@ -55,8 +56,8 @@ def setting(env, default, parse, description, *, secret=False):
     return field(default=default, metadata=metadata)
 
 
-# Parsers. Each takes the raw text and returns the typed value or raises
-# ValueError with a sentence that says what is allowed.
+# Parsers. Each takes the raw text and returns the typed value, or raises
+# ValueError with a sentence that describes the allowed values.
 
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS = {

@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
-    # nginx buffers proxied responses unless told otherwise, which would
-    # hold events back until its buffer fills.
+    # nginx buffers proxied responses by default, which would hold events
+    # back until its buffer fills.
     (b"x-accel-buffering", b"no"),
 ]
 
@@ -129,7 +129,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.send_body(KEEPALIVE, more_body=True)
 
     async def sse_event(self, message):
-        """Write one event; ``message["frame"]`` holds its encoded bytes."""
+        """Write one event; ``message["frame"]`` contains its encoded bytes."""
         await self.send_body(message["frame"], more_body=True)
         metrics.EVENTS_SENT.inc()
 
@@ -162,4 +162,6 @@ class EventStreamConsumer(AsyncHttpConsumer):
         logger.debug("Stream %s closed", self.request_id())
 
     def request_id(self):
-        return header(self.scope, b"x-request-id") or "-"
+        """Return the client's X-Request-ID for log lines, cut to 128 printable characters."""
+        value = header(self.scope, b"x-request-id") or "-"
+        return "".join(character for character in value[:128] if character.isprintable())

@@ -36,16 +36,18 @@ class EmbeddedNATS:
     Run ``nats-server -js`` on ``url``'s host and port.
 
     JetStream keeps its data in ``store_dir``, or in a temporary directory
-    that is deleted on ``stop()`` when none is given.
+    that is deleted on ``stop()`` when none is given. ``extra_args`` are
+    added to the command line, for example ``["--user", "u", "--pass", "p"]``.
     """
 
-    def __init__(self, url, store_dir=None):
+    def __init__(self, url, store_dir=None, extra_args=()):
         parts = urlsplit(url)
         if parts.scheme != "nats" or not parts.port:
             raise SSEError(f"the embedded NATS server needs a nats://host:port endpoint, got {url!r}")
         self.host = parts.hostname
         self.port = parts.port
         self.store_dir = store_dir
+        self.extra_args = list(extra_args)
         self.process = None
         self.store = None
 
@@ -61,6 +63,7 @@ class EmbeddedNATS:
             "--port", str(self.port),
             "--jetstream",
             "--store_dir", store_dir,
+            *self.extra_args,
         ]
         # The log goes to a file, because a pipe that nobody reads would
         # block the server once it filled up.

@@ -29,8 +29,9 @@ EVENTS_DROPPED = Counter(
     ["reason"],
 )
 
-# Pre-create every label value so that the series exist, at zero, from the
-# start; a rate() over a series that appears late misses its first step.
+# Every label value is created up front so that its series exists, at zero,
+# from the start. A rate() over a series that appears late misses its first
+# step.
 for _result in ("delivered", "ignored", "malformed"):
     EVENTS_RECEIVED.labels(result=_result)
 EVENTS_DROPPED.labels(reason="slow_client")

@@ -38,7 +38,7 @@ class EventStreamRouter:
 
 
 async def not_found(scope, receive, send):
-    """Answer an HTTP request with a plain 404."""
+    """Send a plain 404 response."""
     if scope["type"] != "http":
         return
     await send(

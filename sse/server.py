@@ -38,7 +38,7 @@ def endpoint_description(address):
 
 
 def raise_open_file_limit():
-    """Raise the soft limit of open files to the hard limit; every stream holds one socket."""
+    """Raise the soft limit of open files to the hard limit; every stream uses one socket."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:

@@ -50,7 +50,7 @@ async def test_send_to_full_channel_raises():
         await layer.send(channel, {"type": "c"})
 
 
-async def test_group_send_to_full_channel_replaces_queue_with_overflow():
+async def test_group_send_overflow_replaces_queue():
     layer = InMemoryChannelLayer(capacity=3)
     slow, fast = await layer.new_channel(), await layer.new_channel()
     await layer.group_add("g", slow)
@@ -74,8 +74,8 @@ async def test_overflow_counts_accumulate():
     for number in range(6):
         await layer.group_send("g", {"type": "sse.event", "number": number})
 
-    # Events 0 and 1 fill the queue and event 2 turns all three into a
-    # marker (3 dropped); event 3 queues behind it and event 4 folds the
+    # Events 0 and 1 fill the queue, so event 2 turns all three into a
+    # marker (3 dropped). Event 3 queues behind it, and event 4 folds the
     # marker, event 3 and itself into a new marker (5 dropped).
     assert await layer.receive(channel) == {"type": OVERFLOW, "dropped": 5}
     assert (await layer.receive(channel))["number"] == 5
