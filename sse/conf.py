@@ -16,28 +16,43 @@ what is allowed. This is the only module that reads the environment or
 
 import functools
 import os
-import re
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from .exceptions import ConfigurationError
+from .parsing import (
+    Address,
+    parse_address,
+    parse_bool,
+    parse_duration,
+    parse_list,
+    parse_log_level,
+    parse_nats_servers,
+    parse_readable_file,
+    parse_root,
+    parse_string,
+    parse_tracing_type,
+)
 
-__all__ = ["Address", "SSEConfig", "get_config", "load_config", "reload_config"]
+__all__ = ["Address", "SSEConfig", "SSE_FIELDS", "get_config", "load_config", "reload_config"]
+
+CORS_DEFAULT_HEADERS = (
+    "Authorization,Origin,Content-Type,Accept,X-Requested-With,X-Request-Id,Ocs-Apirequest,"
+    "Last-Event-ID,X-Access-Token"
+)
 
 
-class Address(NamedTuple):
-    """A TCP bind address; an empty host means every interface."""
+def optional(parse):
+    """Wrap ``parse`` so that an empty text means "not set" and yields ``""``."""
 
-    host: str
-    port: int
+    def parse_optional(text):
+        return parse(text) if text.strip() else ""
 
-    def __str__(self):
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+    parse_optional.__name__ = f"optional_{parse.__name__}"
+    return parse_optional
 
 
 def setting(env, default, parse, description, *, secret=False):
@@ -46,200 +61,156 @@ def setting(env, default, parse, description, *, secret=False):
 
     ``env`` lists the environment variables from lowest to highest
     precedence, so the service-specific ``SSE_*`` name comes last.
+    ``default`` is text in the format of the environment variable.
     """
     metadata = {
         "env": tuple(env),
+        "default": default,
         "parse": parse,
         "description": description,
         "secret": secret,
     }
-    return field(default=default, metadata=metadata)
-
-
-# Parsers. Each takes the raw text and returns the typed value, or raises
-# ValueError with a sentence that describes the allowed values.
-
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_HELP = (
-    "expected a Go duration such as 30s, 1m30s, 1.5h or 500ms "
-    "(units ns, us, ms, s, m, h); a bare number is only allowed as 0"
-)
-
-
-def parse_duration(text):
-    """Parse a Go duration (``time.ParseDuration``) into seconds; negatives are rejected."""
-    text = text.strip()
-    if text in ("0", "+0", "-0"):
-        return 0.0
-    if text.startswith("-"):
-        raise ValueError("negative durations are not allowed; use 0s to turn it off")
-    body = text[1:] if text.startswith("+") else text
-    if not body:
-        raise ValueError(_DURATION_HELP)
-
-    seconds = 0.0
-    position = 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            raise ValueError(_DURATION_HELP)
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    return seconds
-
-
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
-def parse_bool(text):
-    """Parse a boolean the way Go's ``strconv.ParseBool`` does."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("expected one of 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False")
-
-
-def parse_list(text):
-    """Split a comma-separated list, trimming items and dropping empty ones."""
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def parse_address(text):
-    """Parse ``host:port``, ``[ipv6]:port`` or ``:port`` into an ``Address``."""
-    host, separator, port = text.strip().rpartition(":")
-    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected host:port with a port from 1 to 65535, such as 127.0.0.1:9135")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError("an IPv6 host must be in brackets, such as [::1]:9135")
-    return Address(host, int(port))
-
-
-def parse_nats_servers(text):
-    """
-    Parse a comma-separated list of NATS servers into ``nats://`` URLs.
-
-    Each item is ``host:port`` (as oCIS writes it) or a URL with the
-    ``nats``, ``tls``, ``ws`` or ``wss`` scheme.
-    """
-    servers = []
-    for item in parse_list(text):
-        scheme, separator, rest = item.partition("://")
-        if separator:
-            if scheme not in ("nats", "tls", "ws", "wss"):
-                raise ValueError(f"unsupported scheme {scheme!r}; use nats://, tls://, ws:// or wss://")
-            parse_address(rest.rsplit("@", 1)[-1].rstrip("/"))
-            servers.append(item)
-        else:
-            servers.append(f"nats://{parse_address(item)}")
-    if not servers:
-        raise ValueError("expected at least one NATS server such as 127.0.0.1:9233")
-    return tuple(servers)
-
-
-def parse_root(text):
-    """Normalise an HTTP root path to ``/prefix`` without a trailing slash, or ``""``."""
-    text = text.strip()
-    if not text.startswith("/"):
-        raise ValueError("expected a path that starts with /, such as / or /sse-service")
-    if any(character in text for character in "?#") or "//" in text:
-        raise ValueError("expected a plain path without //, ? or #")
-    return text.rstrip("/")
-
-
-def parse_string(text):
-    return text
+    return field(default=parse(default), metadata=metadata)
 
 
 @dataclass(frozen=True)
 class SSEConfig:
     """The effective configuration; build it with ``load_config``."""
 
-    jwt_secret: str = setting(
-        ["OCIS_JWT_SECRET", "SSE_JWT_SECRET"],
-        "",
-        parse_string,
-        "The secret that signs and validates the x-access-token JWTs.",
+    # Logging
+    log_level: str = setting(
+        ["OCIS_LOG_LEVEL", "SSE_LOG_LEVEL"], "error", parse_log_level,
+        "The log level: panic, fatal, error, warn, info, debug or trace.",
+    )
+    log_pretty: bool = setting(
+        ["OCIS_LOG_PRETTY", "SSE_LOG_PRETTY"], "false", parse_bool,
+        "Write human-readable log lines instead of JSON.",
+    )
+    log_color: bool = setting(
+        ["OCIS_LOG_COLOR", "SSE_LOG_COLOR"], "false", parse_bool,
+        "Colour the human-readable log lines.",
+    )
+    log_file: str = setting(
+        ["OCIS_LOG_FILE", "SSE_LOG_FILE"], "", parse_string,
+        "Append the log to this file instead of writing it to stderr.",
+    )
+
+    # Debug server
+    debug_addr: Address = setting(
+        ["SSE_DEBUG_ADDR"], "127.0.0.1:9139", parse_address,
+        "The bind address of the debug server (health, readiness, metrics, configuration).",
+    )
+    debug_token: str = setting(
+        ["SSE_DEBUG_TOKEN"], "", parse_string,
+        "A bearer token that /metrics and /config require when set.",
         secret=True,
     )
-    http_addr: Address = setting(
-        ["SSE_HTTP_ADDR"],
-        Address("127.0.0.1", 9135),
-        parse_address,
-        "The bind address of the HTTP service.",
+    debug_pprof: bool = setting(
+        ["SSE_DEBUG_PPROF"], "false", parse_bool,
+        "Serve CPU profiles and task dumps under /debug/pprof/ on the debug server.",
     )
-    http_root: str = setting(
-        ["SSE_HTTP_ROOT"],
-        "",
-        parse_root,
-        "The path prefix below which the stream endpoints are served.",
+    debug_zpages: bool = setting(
+        ["SSE_DEBUG_ZPAGES"], "false", parse_bool,
+        "Serve recent and in-flight trace spans at /debug/tracez on the debug server.",
     )
-    debug_addr: Address = setting(
-        ["SSE_DEBUG_ADDR"],
-        Address("127.0.0.1", 9139),
-        parse_address,
-        "The bind address of the debug server (health, readiness, metrics).",
+
+    # Tracing
+    tracing_enabled: bool = setting(
+        ["OCIS_TRACING_ENABLED", "SSE_TRACING_ENABLED"], "false", parse_bool,
+        "Export OpenTelemetry traces.",
     )
+    tracing_type: str = setting(
+        ["OCIS_TRACING_TYPE", "SSE_TRACING_TYPE"], "", parse_tracing_type,
+        "The trace exporter: jaeger (the default) or otlp; both send OTLP.",
+    )
+    tracing_endpoint: str = setting(
+        ["OCIS_TRACING_ENDPOINT", "SSE_TRACING_ENDPOINT"], "", parse_string,
+        "The host:port of the tracing agent, which receives OTLP over gRPC.",
+    )
+    tracing_collector: str = setting(
+        ["OCIS_TRACING_COLLECTOR", "SSE_TRACING_COLLECTOR"], "", parse_string,
+        "The HTTP URL of a collector that receives OTLP over HTTP; used when no endpoint is set.",
+    )
+
+    # Streams
     keepalive_interval: float = setting(
-        ["SSE_KEEPALIVE_INTERVAL"],
-        0.0,
-        parse_duration,
-        "Seconds between keep-alive comments on each stream; 0 turns them off.",
+        ["SSE_KEEPALIVE_INTERVAL"], "0s", parse_duration,
+        "The interval of keep-alive comments on each stream, as a Go duration; 0s turns them off.",
     )
+
+    # Event system
     events_endpoint: tuple = setting(
-        ["OCIS_EVENTS_ENDPOINT", "SSE_EVENTS_ENDPOINT"],
-        ("nats://127.0.0.1:9233",),
-        parse_nats_servers,
+        ["OCIS_EVENTS_ENDPOINT", "SSE_EVENTS_ENDPOINT"], "127.0.0.1:9233", parse_nats_servers,
         "The NATS servers of the event system, comma-separated.",
     )
     events_cluster: str = setting(
-        ["OCIS_EVENTS_CLUSTER", "SSE_EVENTS_CLUSTER"],
-        "ocis-cluster",
-        parse_string,
-        "The cluster id of the event system. NATS does not need it; it is accepted for oCIS compatibility.",
-    )
-    events_enable_tls: bool = setting(
-        ["OCIS_EVENTS_ENABLE_TLS", "SSE_EVENTS_ENABLE_TLS"],
-        False,
-        parse_bool,
-        "Whether to connect to NATS over TLS.",
+        ["OCIS_EVENTS_CLUSTER", "SSE_EVENTS_CLUSTER"], "ocis-cluster", parse_string,
+        "The cluster id of the event system. NATS does not use it; it is accepted for oCIS compatibility.",
     )
     events_tls_insecure: bool = setting(
-        ["OCIS_INSECURE", "SSE_EVENTS_TLS_INSECURE"],
-        False,
-        parse_bool,
-        "Whether to skip the verification of the NATS server certificate.",
+        ["OCIS_INSECURE", "SSE_EVENTS_TLS_INSECURE"], "false", parse_bool,
+        "Skip the verification of the NATS server certificate (ignored when a root CA is set).",
     )
     events_tls_root_ca_certificate: str = setting(
-        ["OCIS_EVENTS_TLS_ROOT_CA_CERTIFICATE", "SSE_EVENTS_TLS_ROOT_CA_CERTIFICATE"],
-        "",
-        parse_string,
-        "The path of a PEM file with the CA that signed the NATS server certificate.",
+        ["OCIS_EVENTS_TLS_ROOT_CA_CERTIFICATE", "SSE_EVENTS_TLS_ROOT_CA_CERTIFICATE"], "", optional(parse_readable_file),
+        "The PEM file of the CA that signed the NATS server certificate.",
+    )
+    events_enable_tls: bool = setting(
+        ["OCIS_EVENTS_ENABLE_TLS", "SSE_EVENTS_ENABLE_TLS"], "false", parse_bool,
+        "Connect to NATS over TLS 1.2 or newer.",
     )
     events_auth_username: str = setting(
-        ["OCIS_EVENTS_AUTH_USERNAME", "SSE_EVENTS_AUTH_USERNAME"],
-        "",
-        parse_string,
-        "The user name for NATS.",
+        ["OCIS_EVENTS_AUTH_USERNAME", "SSE_EVENTS_AUTH_USERNAME"], "", parse_string,
+        "The user name for NATS; sent only together with a password.",
     )
     events_auth_password: str = setting(
-        ["OCIS_EVENTS_AUTH_PASSWORD", "SSE_EVENTS_AUTH_PASSWORD"],
-        "",
-        parse_string,
+        ["OCIS_EVENTS_AUTH_PASSWORD", "SSE_EVENTS_AUTH_PASSWORD"], "", parse_string,
         "The password for NATS.",
+        secret=True,
+    )
+
+    # HTTP
+    http_addr: Address = setting(
+        ["SSE_HTTP_ADDR"], "127.0.0.1:9135", parse_address,
+        "The bind address of the streams.",
+    )
+    http_root: str = setting(
+        ["SSE_HTTP_ROOT"], "/", parse_root,
+        "The path prefix of the stream endpoints.",
+    )
+    cors_allow_origins: tuple = setting(
+        ["OCIS_CORS_ALLOW_ORIGINS", "SSE_CORS_ALLOW_ORIGINS"], "*", parse_list,
+        "The origins allowed to open streams from a browser, comma-separated; * allows any.",
+    )
+    cors_allow_methods: tuple = setting(
+        ["OCIS_CORS_ALLOW_METHODS", "SSE_CORS_ALLOW_METHODS"], "GET", parse_list,
+        "The methods allowed in CORS requests, comma-separated.",
+    )
+    cors_allow_headers: tuple = setting(
+        ["OCIS_CORS_ALLOW_HEADERS", "SSE_CORS_ALLOW_HEADERS"], CORS_DEFAULT_HEADERS, parse_list,
+        "The request headers allowed in CORS requests, comma-separated.",
+    )
+    cors_allow_credentials: bool = setting(
+        ["OCIS_CORS_ALLOW_CREDENTIALS", "SSE_CORS_ALLOW_CREDENTIALS"], "true", parse_bool,
+        "Allow credentialed CORS requests; the allowed origin is then echoed instead of *.",
+    )
+    http_tls_enabled: bool = setting(
+        ["OCIS_HTTP_TLS_ENABLED"], "false", parse_bool,
+        "Serve the streams over TLS; without a certificate, a temporary self-signed one is generated.",
+    )
+    http_tls_certificate: str = setting(
+        ["OCIS_HTTP_TLS_CERTIFICATE"], "", optional(parse_readable_file),
+        "The PEM file of the TLS server certificate.",
+    )
+    http_tls_key: str = setting(
+        ["OCIS_HTTP_TLS_KEY"], "", optional(parse_readable_file),
+        "The PEM file of the key of the TLS server certificate.",
+    )
+
+    # Authentication
+    jwt_secret: str = setting(
+        ["OCIS_JWT_SECRET", "SSE_JWT_SECRET"], "", parse_string,
+        "The secret that signs the x-access-token JWTs; runsse does not start without it.",
         secret=True,
     )
 
@@ -251,14 +222,18 @@ class SSEConfig:
         """Return the environment variable that an operator sets for field ``name``."""
         return SSE_FIELDS[name].metadata["env"][-1]
 
+    def origin_of(self, name):
+        """Return where to look for the value of field ``name``: its source, or its main variable."""
+        source = self.sources.get(name, "default")
+        return self.env_name(name) if source == "default" else source
+
 
 SSE_FIELDS = {f.name: f for f in fields(SSEConfig) if "env" in f.metadata}
 
 
-def _parse(name, raw, origin, config_field):
-    parse = config_field.metadata["parse"]
+def _parse(raw, origin, config_field):
     try:
-        return parse(raw)
+        return config_field.metadata["parse"](raw)
     except ValueError as error:
         raise ConfigurationError(origin, raw, str(error), secret=config_field.metadata["secret"]) from None
 
@@ -275,8 +250,8 @@ def load_config(environ=None, overrides=None):
 
     unknown = sorted(set(overrides) - {name.upper() for name in SSE_FIELDS})
     if unknown:
-        allowed = ", ".join(sorted(name.upper() for name in SSE_FIELDS))
-        raise ConfigurationError(f"settings.SSE[{unknown[0]!r}]", overrides[unknown[0]], f"unknown key; known keys are {allowed}")
+        known = ", ".join(sorted(name.upper() for name in SSE_FIELDS))
+        raise ConfigurationError(f"settings.SSE[{unknown[0]!r}]", overrides[unknown[0]], f"unknown key; known keys are {known}")
 
     values = {}
     sources = {}
@@ -289,26 +264,44 @@ def load_config(environ=None, overrides=None):
             raw = overrides[key]
             # Settings may hold text (parsed like the environment) or an
             # already typed value, which is taken as it is.
-            value = _parse(name, raw, f"settings.SSE[{key!r}]", config_field) if isinstance(raw, str) else raw
+            value = _parse(raw, f"settings.SSE[{key!r}]", config_field) if isinstance(raw, str) else raw
             source = "settings.SSE"
 
         for variable in config_field.metadata["env"]:
             raw = environ.get(variable, "")
             if raw:
-                value = _parse(name, raw, variable, config_field)
+                value = _parse(raw, variable, config_field)
                 source = variable
 
         values[name] = value
         sources[name] = source
 
     config = SSEConfig(**values, sources=sources)
+    _check_combinations(config)
+    return config
+
+
+def _check_combinations(config):
+    """Raise ``ConfigurationError`` for values that are valid alone but not together."""
     if config.http_addr.port == config.debug_addr.port:
         raise ConfigurationError(
-            config.sources["debug_addr"] if config.sources["debug_addr"] != "default" else "SSE_DEBUG_ADDR",
+            config.origin_of("debug_addr"),
             str(config.debug_addr),
             f"the debug server needs a port of its own, but {config.http_addr.port} is also the port of SSE_HTTP_ADDR",
         )
-    return config
+    if bool(config.http_tls_certificate) != bool(config.http_tls_key):
+        name = "http_tls_key" if config.http_tls_certificate else "http_tls_certificate"
+        raise ConfigurationError(
+            config.origin_of(name),
+            getattr(config, name),
+            "OCIS_HTTP_TLS_CERTIFICATE and OCIS_HTTP_TLS_KEY must be set together",
+        )
+    if config.tracing_enabled and not (config.tracing_endpoint or config.tracing_collector):
+        raise ConfigurationError(
+            config.origin_of("tracing_endpoint"),
+            "",
+            "tracing is enabled, so set SSE_TRACING_ENDPOINT (an OTLP gRPC host:port) or SSE_TRACING_COLLECTOR (an OTLP HTTP URL)",
+        )
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
 from .groups import BROADCAST_GROUP, user_group
+from .status import status
 from .wire import encode_comment
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.groups = ()
+        self.user_id = None
         self.streaming = False
         self.keepalive_task = None
 
@@ -108,10 +110,12 @@ class EventStreamConsumer(AsyncHttpConsumer):
         )
 
     async def start_stream(self, user_id, keepalive_interval):
+        self.user_id = user_id
         self.groups = (user_group(user_id), BROADCAST_GROUP)
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.streaming = True
+        status.stream_opened(user_id)
         metrics.CONNECTIONS_ACTIVE.inc()
         metrics.CONNECTIONS_TOTAL.inc()
         logger.debug("Stream %s opened for a user", self.request_id())
@@ -158,6 +162,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.streaming = False
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
+        status.stream_closed(self.user_id)
         metrics.CONNECTIONS_ACTIVE.dec()
         logger.debug("Stream %s closed", self.request_id())
 

@@ -18,6 +18,7 @@ from .bridge import Bridge
 from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
+from .status import status
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Service:
                 self.embedded_nats.stop()
 
     def _serve(self, open_files):
-        self.bridge = Bridge(self.config)
+        self.bridge = status.bridge = Bridge(self.config)
         debug = DebugApplication({"nats": lambda: self.bridge.ready})
         endpoints = [endpoint_description(self.config.http_addr), endpoint_description(self.config.debug_addr)]
         server = daphne.server.Server(

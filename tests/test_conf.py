@@ -1,10 +1,9 @@
 import pytest
 from django.test import override_settings
 
-from sse.conf import (
+from sse.conf import get_config, load_config
+from sse.parsing import (
     Address,
-    get_config,
-    load_config,
     parse_address,
     parse_bool,
     parse_duration,

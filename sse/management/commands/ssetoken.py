@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from sse.conf import get_config, parse_duration
+from sse.conf import get_config
+from sse.parsing import parse_duration
 from sse.exceptions import SSEError
 from sse.tokens import mint_reva_token
 
