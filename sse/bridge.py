@@ -18,10 +18,10 @@ import nats.js.errors
 from channels.layers import get_channel_layer
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from . import metrics
+from . import metrics, tracing
 from .exceptions import MalformedEvent
 from .groups import BROADCAST_GROUP, user_group
-from .wire import BROADCAST_USER_ID, decode_event, encode_frame
+from .wire import BROADCAST_USER_ID, decode_event, encode_frame, timestamp_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,16 @@ class Bridge:
         self._last_error = None
         self._last_error_logged_at = 0.0
         self._suppressed_errors = 0
+
+    @property
+    def ready(self):
+        """Whether the bridge is connected and its consumer answers pull requests."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value):
+        self._ready = value
+        metrics.NATS_CONNECTED.set(1 if value else 0)
 
     async def run(self):
         """Connect, then move events until ``stop()`` is called; retries every failure with backoff."""
@@ -227,7 +237,7 @@ class Bridge:
             event = decode_event(message.data)
         except MalformedEvent as error:
             metrics.EVENTS_RECEIVED.labels(result="malformed").inc()
-            logger.warning("Skipped malformed event (stream sequence %d): %s", self.last_sequence, error)
+            logger.warning("Skipped malformed event: %s", error, extra={"stream_sequence": self.last_sequence})
             # term() stops JetStream from ever redelivering it.
             await message.term()
             return
@@ -237,11 +247,22 @@ class Bridge:
             await message.ack()
             return
 
-        payload = {"type": "sse.event", "frame": encode_frame(event.type, event.message, self.last_sequence)}
+        span = tracing.start_delivery_span(event) if tracing.enabled else None
+        payload = {
+            "type": "sse.event",
+            "frame": encode_frame(event.type, event.message, self.last_sequence),
+            "published": timestamp_seconds(event.timestamp),
+        }
+        if span is not None:
+            payload["trace"] = tracing.traceparent_of(span)
+
         for group in target_groups(event.user_ids):
             await self.channel_layer.group_send(group, payload)
         metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
         await message.ack()
+
+        if span is not None:
+            span.end()
 
     async def _on_error(self, error):
         now = time.monotonic()

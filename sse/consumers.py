@@ -5,12 +5,13 @@ The event-stream consumer: one instance per open ``text/event-stream``.
 import asyncio
 import json
 import logging
+import time
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import metrics
+from . import metrics, tracing
 from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
@@ -51,6 +52,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.user_id = None
         self.streaming = False
         self.keepalive_task = None
+        self.span = None
 
     async def __call__(self, scope, receive, send):
         try:
@@ -73,9 +75,17 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def http_request(self, message):
         if message.get("more_body"):
             return
+        if tracing.enabled:
+            self.span = tracing.start_stream_span(self.scope)
         await self.handle(b"")
         if not self.streaming:
+            self.end_span()
             raise StopConsumer()
+
+    async def send_headers(self, *, status=200, headers=None):
+        if self.span is not None:
+            self.span.set_attribute("http.response.status_code", status)
+        await super().send_headers(status=status, headers=headers)
 
     async def handle(self, body):
         if self.scope["method"] not in ("GET", "HEAD"):
@@ -96,7 +106,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         await self.start_stream(user_id, config.keepalive_interval)
 
     async def reject(self, error):
-        logger.debug("Rejected stream request %s: %s", self.request_id(), error.code)
+        logger.debug("Rejected stream request", extra={"request_id": self.request_id(), "code": error.code})
         challenge = b"Bearer" if error.code == "not_authenticated" else b'Bearer error="invalid_token"'
         body = json.dumps({"code": error.code, "detail": error.detail}).encode()
         await self.send_response(
@@ -118,7 +128,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         status.stream_opened(user_id)
         metrics.CONNECTIONS_ACTIVE.inc()
         metrics.CONNECTIONS_TOTAL.inc()
-        logger.debug("Stream %s opened for a user", self.request_id())
+        logger.debug("Stream opened", extra={"request_id": self.request_id(), "user_id": user_id})
 
         await self.send_headers(status=200, headers=STREAM_HEADERS)
         await self.send_body(OPENING, more_body=True)
@@ -133,17 +143,30 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.send_body(KEEPALIVE, more_body=True)
 
     async def sse_event(self, message):
-        """Write one event; ``message["frame"]`` contains its encoded bytes."""
+        """
+        Write one event; ``message["frame"]`` contains its encoded bytes and
+        ``message["published"]`` the epoch seconds of its envelope timestamp,
+        if it had one.
+        """
+        trace = message.get("trace")
+        span = tracing.start_send_span(trace) if trace else None
         await self.send_body(message["frame"], more_body=True)
         metrics.EVENTS_SENT.inc()
+        if span is not None:
+            span.end()
+
+        published = message.get("published")
+        if published is not None:
+            # Clocks of the publisher and this host may disagree slightly.
+            metrics.DELIVERY_LATENCY.observe(max(time.time() - published, 0.0))
 
     async def sse_overflow(self, message):
         """End a stream that fell so far behind that the channel layer discarded events for it."""
         metrics.EVENTS_DROPPED.labels(reason="slow_client").inc(message["dropped"])
         logger.warning(
-            "Stream %s fell behind and was closed; %d events were discarded",
-            self.request_id(),
+            "Closed a stream that fell behind; %d events were discarded",
             message["dropped"],
+            extra={"request_id": self.request_id(), "user_id": self.user_id, "dropped": message["dropped"]},
         )
         await self.send_body(b"", more_body=False)
         raise StopConsumer()
@@ -156,6 +179,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         if self.keepalive_task is not None:
             self.keepalive_task.cancel()
             self.keepalive_task = None
+        self.end_span()
         if not self.streaming:
             return
 
@@ -164,7 +188,12 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
         status.stream_closed(self.user_id)
         metrics.CONNECTIONS_ACTIVE.dec()
-        logger.debug("Stream %s closed", self.request_id())
+        logger.debug("Stream closed", extra={"request_id": self.request_id(), "user_id": self.user_id})
+
+    def end_span(self):
+        if self.span is not None:
+            self.span.end()
+            self.span = None
 
     def request_id(self):
         """Return the client's X-Request-ID for log lines, cut to 128 printable characters."""

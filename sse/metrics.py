@@ -4,7 +4,7 @@ Prometheus metrics of the service, all declared here.
 Labels take values from small closed sets; a user id is never a label.
 """
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CONNECTIONS_ACTIVE = Gauge(
     "sse_connections_active",
@@ -27,6 +27,16 @@ EVENTS_DROPPED = Counter(
     "sse_events_dropped_total",
     "Events not written to a client stream, by reason.",
     ["reason"],
+)
+
+DELIVERY_LATENCY = Histogram(
+    "sse_delivery_latency_seconds",
+    "Time from the event's envelope timestamp to its write to a client stream.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+NATS_CONNECTED = Gauge(
+    "sse_nats_connected",
+    "1 while the bridge is connected to NATS and its consumer is bound, else 0.",
 )
 
 # Every label value is created up front so that its series exists, at zero,

@@ -19,6 +19,7 @@ from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
 from .status import status
+from .tracing import setup_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Service:
     def run(self):
         """Serve until stopped; raises ``SSEError`` if a port could not be bound."""
         open_files = raise_open_file_limit()
+        provider = setup_tracing(self.config)
         if self.embedded_nats is not None:
             self.embedded_nats.start()
         try:
@@ -75,11 +77,23 @@ class Service:
         finally:
             if self.embedded_nats is not None:
                 self.embedded_nats.stop()
+            if provider is not None:
+                provider.shutdown()
 
     def _serve(self, open_files):
         self.bridge = status.bridge = Bridge(self.config)
-        debug = DebugApplication({"nats": lambda: self.bridge.ready})
         endpoints = [endpoint_description(self.config.http_addr), endpoint_description(self.config.debug_addr)]
+        server = None
+
+        def listening():
+            ports = {port for _, port in server.listening_addresses}
+            return self.config.http_addr.port in ports
+
+        debug = DebugApplication(
+            self.config,
+            health_checks={"http": listening},
+            readiness_checks={"http": listening, "nats": lambda: self.bridge.ready},
+        )
         server = daphne.server.Server(
             PortRouter(self.application, debug, self.config.debug_addr.port),
             endpoints=endpoints,

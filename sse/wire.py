@@ -41,6 +41,7 @@ class SendSSE:
     message: bytes
     event_id: str = ""
     timestamp: str = ""
+    traceparent: str = ""
 
 
 def _lookup(mapping, key):
@@ -75,15 +76,19 @@ def _load_object(data, what):
     return decoded
 
 
-def event_type_of(envelope):
-    """Return ``Metadata.eventtype`` of a decoded envelope, or ``""`` when absent."""
+def _metadata(envelope):
     try:
         metadata = _lookup(envelope, "Metadata")
     except KeyError:
-        return ""
+        return {}
     if not isinstance(metadata, dict):
         raise MalformedEvent(f"Metadata must be a JSON object, got {type(metadata).__name__}")
-    event_type = metadata.get("eventtype", "")
+    return metadata
+
+
+def event_type_of(envelope):
+    """Return ``Metadata.eventtype`` of a decoded envelope, or ``""`` when absent."""
+    event_type = _metadata(envelope).get("eventtype", "")
     if not isinstance(event_type, str):
         raise MalformedEvent(f"Metadata.eventtype must be a string, got {type(event_type).__name__}")
     return event_type
@@ -122,6 +127,7 @@ def decode_event(data):
         message=message,
         event_id=_optional_string(envelope, "ID"),
         timestamp=_optional_string(envelope, "Timestamp"),
+        traceparent=_optional_string(_metadata(envelope), "traceparent"),
     )
 
 
@@ -155,6 +161,17 @@ def _optional_string(mapping, key):
     except KeyError:
         return ""
     return value if isinstance(value, str) else ""
+
+
+def timestamp_seconds(timestamp):
+    """Return an RFC 3339 timestamp (as Go writes it) as seconds since the epoch, or ``None``."""
+    try:
+        parsed = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
 
 
 def encode_frame(event_type, message, event_id=None):

@@ -25,10 +25,12 @@ class Command(BaseCommand):
         # which other management commands do not need.
         from channels.routing import get_default_application
 
+        from sse.log import configure_logging
         from sse.server import Service
 
         try:
             config = get_config()
+            configure_logging(config)
         except SSEError as error:
             raise CommandError(str(error)) from None
         if not config.jwt_secret:
