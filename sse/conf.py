@@ -125,11 +125,11 @@ class SSEConfig:
     )
     tracing_endpoint: str = setting(
         ["OCIS_TRACING_ENDPOINT", "SSE_TRACING_ENDPOINT"], "", parse_string,
-        "The host:port of the tracing agent, which receives OTLP over gRPC.",
+        "The host:port of a tracing agent that receives OTLP over HTTP at /v1/traces.",
     )
     tracing_collector: str = setting(
         ["OCIS_TRACING_COLLECTOR", "SSE_TRACING_COLLECTOR"], "", parse_string,
-        "The HTTP URL of a collector that receives OTLP over HTTP; used when no endpoint is set.",
+        "The URL of a collector that receives OTLP over HTTP; it wins over the endpoint.",
     )
 
     # Streams

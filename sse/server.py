@@ -19,7 +19,7 @@ from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
 from .status import status
-from .tracing import setup_tracing
+from .tracing import setup_tracing, shutdown_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Service:
     def run(self):
         """Serve until stopped; raises ``SSEError`` if a port could not be bound."""
         open_files = raise_open_file_limit()
-        provider = setup_tracing(self.config)
+        setup_tracing(self.config)
         if self.embedded_nats is not None:
             self.embedded_nats.start()
         try:
@@ -77,8 +77,7 @@ class Service:
         finally:
             if self.embedded_nats is not None:
                 self.embedded_nats.stop()
-            if provider is not None:
-                provider.shutdown()
+            shutdown_tracing()
 
     def _serve(self, open_files):
         self.bridge = status.bridge = Bridge(self.config)

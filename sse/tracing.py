@@ -35,9 +35,12 @@ logger = logging.getLogger(__name__)
 _propagator = TraceContextTextMapPropagator()
 
 # True once a provider is installed; while False, the hot paths create no
-# spans at all, not even no-op ones.
+# spans at all, not even no-op ones. The provider is the app's own rather
+# than OpenTelemetry's global one, so that a Django project that embeds the
+# app keeps control of its global provider.
 enabled = False
 recorder = None
+_provider = None
 
 
 def exporter_url(config):
@@ -54,7 +57,7 @@ def setup_tracing(config, exporter=None):
     ``exporter`` replaces the OTLP exporter, for tests. Returns the
     provider, or ``None`` when neither is configured.
     """
-    global enabled, recorder
+    global enabled, recorder, _provider
 
     if not (config.tracing_enabled or config.debug_zpages or exporter is not None):
         return None
@@ -71,13 +74,24 @@ def setup_tracing(config, exporter=None):
         recorder = SpanRecorder()
         provider.add_span_processor(recorder)
 
-    trace.set_tracer_provider(provider)
+    _provider = provider
     enabled = True
     return provider
 
 
+def shutdown_tracing():
+    """Flush and remove the provider that ``setup_tracing`` installed."""
+    global enabled, recorder, _provider
+
+    if _provider is not None:
+        _provider.shutdown()
+    enabled = False
+    recorder = None
+    _provider = None
+
+
 def tracer():
-    return trace.get_tracer("sse")
+    return _provider.get_tracer("sse")
 
 
 def start_delivery_span(event):

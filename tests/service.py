@@ -25,7 +25,10 @@ def free_port():
 
 
 class ServiceProcess:
-    """One ``runsse`` process on free ports; extra keyword arguments become environment variables."""
+    """
+    One ``runsse`` process on free ports, logging at info level; extra
+    keyword arguments become environment variables (an empty value unsets).
+    """
 
     def __init__(self, nats_url, *, args=(), **environment):
         self.http_port = free_port()
@@ -37,6 +40,7 @@ class ServiceProcess:
             "SSE_EVENTS_ENDPOINT": nats_url,
             "SSE_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
             "SSE_DEBUG_ADDR": f"127.0.0.1:{self.debug_port}",
+            "SSE_LOG_LEVEL": "info",
             **environment,
         }
         self.process = None

@@ -8,8 +8,11 @@ from sse.parsing import (
     parse_bool,
     parse_duration,
     parse_list,
+    parse_log_level,
     parse_nats_servers,
+    parse_readable_file,
     parse_root,
+    parse_tracing_type,
 )
 from sse.exceptions import ConfigurationError
 
@@ -199,3 +202,59 @@ def test_get_config_follows_override_settings(monkeypatch):
         assert get_config().keepalive_interval == 3.0
     with override_settings(SSE={"KEEPALIVE_INTERVAL": "4s"}):
         assert get_config().keepalive_interval == 4.0
+
+
+@pytest.mark.parametrize("text, level", [("INFO", "info"), ("warn", "warn"), (" Trace ", "trace"), ("PANIC", "panic")])
+def test_parse_log_level(text, level):
+    assert parse_log_level(text) == level
+
+
+@pytest.mark.parametrize("text", ["warning", "verbose", ""])
+def test_parse_log_level_rejects(text):
+    with pytest.raises(ValueError, match="expected one of panic, fatal, error, warn, info, debug, trace"):
+        parse_log_level(text)
+
+
+@pytest.mark.parametrize("text, tracing_type", [("", "jaeger"), ("Jaeger", "jaeger"), ("otlp", "otlp")])
+def test_parse_tracing_type(text, tracing_type):
+    assert parse_tracing_type(text) == tracing_type
+
+
+def test_parse_readable_file(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("pem")
+
+    assert parse_readable_file(str(path)) == str(path)
+    with pytest.raises(ValueError, match="expected the path of an existing file"):
+        parse_readable_file(str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="expected the path of an existing file"):
+        parse_readable_file(str(tmp_path))
+
+
+def test_certificate_without_key(tmp_path):
+    certificate = tmp_path / "cert.pem"
+    certificate.write_text("pem")
+
+    with pytest.raises(ConfigurationError, match="^OCIS_HTTP_TLS_KEY='' is invalid: OCIS_HTTP_TLS_CERTIFICATE and OCIS_HTTP_TLS_KEY must be set together"):
+        load_config(environ={"OCIS_HTTP_TLS_CERTIFICATE": str(certificate)})
+
+
+def test_tracing_without_destination():
+    with pytest.raises(ConfigurationError, match="^SSE_TRACING_ENDPOINT='' is invalid: tracing is enabled"):
+        load_config(environ={"OCIS_TRACING_ENABLED": "true"})
+
+
+def test_secret_value_masked_in_error():
+    error = ConfigurationError("SSE_DEBUG_TOKEN", "token-value", "too short", secret=True)
+
+    assert str(error) == "SSE_DEBUG_TOKEN='***' is invalid: too short"
+
+
+def test_cors_defaults_allow_resume_and_reva_headers():
+    config = load_config(environ={})
+
+    assert config.cors_allow_origins == ("*",)
+    assert config.cors_allow_methods == ("GET",)
+    assert "Last-Event-ID" in config.cors_allow_headers
+    assert "X-Access-Token" in config.cors_allow_headers
+    assert config.cors_allow_credentials is True

@@ -126,6 +126,7 @@ async def test_tls_and_credentials(secured_nats, certificates, user_id, prefix):
             f"{prefix}TLS_ROOT_CA_CERTIFICATE": ca,
             f"{prefix}AUTH_USERNAME": NATS_USER,
             f"{prefix}AUTH_PASSWORD": NATS_PASSWORD,
+            "SSE_LOG_LEVEL": "trace",
         },
     )
     await asyncio.to_thread(service.start)

@@ -30,7 +30,6 @@ class Command(BaseCommand):
 
         try:
             config = get_config()
-            configure_logging(config)
         except SSEError as error:
             raise CommandError(str(error)) from None
         if not config.jwt_secret:
@@ -39,7 +38,11 @@ class Command(BaseCommand):
                 "that signs the x-access-token JWTs, the same value as in oCIS."
             )
 
+        # Loading the ASGI application may run django.setup() again, which
+        # re-applies settings.LOGGING; the service's own logging comes after.
+        application = get_default_application()
         try:
-            Service(config, get_default_application(), embedded_nats=options["embedded_nats"]).run()
+            configure_logging(config)
+            Service(config, application, embedded_nats=options["embedded_nats"]).run()
         except SSEError as error:
             raise CommandError(str(error)) from None
