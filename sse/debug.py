@@ -5,7 +5,7 @@ The debug server on ``SSE_DEBUG_ADDR``.
 * ``/readyz``: 200 once every readiness check passes, else 503 naming the
   failing checks.
 * ``/metrics``: the Prometheus text format of the default registry, which
-  also holds the django-prometheus metrics.
+  also contains the django-prometheus metrics.
 * ``/config``: the effective configuration as JSON, secrets masked.
 * ``/debug/pprof/``: CPU profiles and task dumps, with ``SSE_DEBUG_PPROF``.
 * ``/debug/tracez``: in-flight and recent spans, with ``SSE_DEBUG_ZPAGES``.

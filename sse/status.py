@@ -1,7 +1,7 @@
 """
 Live state of this process, for the debug server and the admin site.
 
-Counts, not identities: the state tells how many streams and users are
+Counts, not identities: the state records how many streams and users are
 connected, never who.
 """
 
