@@ -247,6 +247,20 @@ class Bridge:
             await message.ack()
             return
 
+        if len(event.message) > self.config.max_message_size:
+            metrics.EVENTS_RECEIVED.labels(result="too_large").inc()
+            metrics.EVENTS_DROPPED.labels(reason="too_large").inc()
+            logger.warning(
+                "Dropped a %s event of %d bytes, more than SSE_MAX_MESSAGE_SIZE (%d bytes)",
+                event.type,
+                len(event.message),
+                self.config.max_message_size,
+                extra={"stream_sequence": self.last_sequence, "event_type": event.type, "size": len(event.message)},
+            )
+            # Acknowledged, because it would be too large again on redelivery.
+            await message.ack()
+            return
+
         span = tracing.start_delivery_span(event) if tracing.enabled else None
         payload = {
             "type": "sse.event",

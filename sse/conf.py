@@ -27,12 +27,15 @@ from .parsing import (
     Address,
     parse_address,
     parse_bool,
+    parse_channel_layer_url,
+    parse_count,
     parse_duration,
     parse_list,
     parse_log_level,
     parse_nats_servers,
     parse_readable_file,
     parse_root,
+    parse_size,
     parse_string,
     parse_tracing_type,
 )
@@ -136,6 +139,39 @@ class SSEConfig:
     keepalive_interval: float = setting(
         ["SSE_KEEPALIVE_INTERVAL"], "0s", parse_duration,
         "The interval of keep-alive comments on each stream, as a Go duration; 0s turns them off.",
+    )
+
+    max_connections_per_user: int = setting(
+        ["SSE_MAX_CONNECTIONS_PER_USER"], "20", parse_count,
+        "The streams one user may open on this process; more get 429. 0 means unlimited.",
+    )
+    max_buffered_events: int = setting(
+        ["SSE_MAX_BUFFERED_EVENTS"], "1000", parse_count,
+        "The events a stream may hold while its client does not read; past it the stream is closed.",
+    )
+    max_buffered_bytes: int = setting(
+        ["SSE_MAX_BUFFERED_BYTES"], "4MiB", parse_size,
+        "The bytes of events a stream may hold while its client does not read; past it the stream is closed.",
+    )
+    max_message_size: int = setting(
+        ["SSE_MAX_MESSAGE_SIZE"], "1MiB", parse_size,
+        "The largest event message that is delivered; larger ones are logged, counted and dropped.",
+    )
+    shutdown_timeout: float = setting(
+        ["SSE_SHUTDOWN_TIMEOUT"], "10s", parse_duration,
+        "How long a stopping runsse waits for streams to close and NATS to drain, as a Go duration.",
+    )
+    channel_layer_url: str = setting(
+        ["SSE_CHANNEL_LAYER_URL"], "", optional(parse_channel_layer_url),
+        "A Redis URL; when set, all processes share a channels-redis layer and one durable consumer.",
+    )
+    consumer_name: str = setting(
+        ["SSE_CONSUMER_NAME"], "sse", parse_string,
+        "The durable JetStream consumer that bridges share when SSE_CHANNEL_LAYER_URL is set.",
+    )
+    events_ack_wait: float = setting(
+        ["SSE_EVENTS_ACK_WAIT"], "30s", parse_duration,
+        "How long JetStream waits for a bridge to acknowledge an event before it redelivers it.",
     )
 
     # Event system

@@ -5,6 +5,7 @@ The event-stream consumer: one instance per open ``text/event-stream``.
 import asyncio
 import json
 import logging
+import random
 import time
 
 from channels.consumer import get_handler_name
@@ -15,6 +16,7 @@ from . import metrics, tracing
 from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
+from .flow import EXTENSION as FLOW_CONTROL, Outbox
 from .groups import BROADCAST_GROUP, user_group
 from .status import status
 from .wire import encode_comment
@@ -34,6 +36,19 @@ STREAM_HEADERS = [
 OPENING = encode_comment("stream opened")
 KEEPALIVE = encode_comment("keepalive")
 
+# Seconds a client over the per-user stream limit should wait; by then a
+# closed tab has usually released its stream.
+RETRY_AFTER_SECONDS = b"30"
+
+# The reconnection delay sent to every stream when the server shuts down,
+# drawn per stream, so that the clients of a stopping process do not all
+# reconnect in the same second.
+SHUTDOWN_RETRY_MILLISECONDS = (1000, 10000)
+
+# With keep-alives on, a client that has read nothing for this many
+# intervals is taken to be gone (a half-open connection) and dropped.
+STALLED_KEEPALIVE_INTERVALS = 3
+
 
 class EventStreamConsumer(AsyncHttpConsumer):
     """
@@ -52,6 +67,8 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.user_id = None
         self.streaming = False
         self.keepalive_task = None
+        self.outbox = None
+        self.flow = None
         self.span = None
 
     async def __call__(self, scope, receive, send):
@@ -103,7 +120,12 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.send_response(200, b"", headers=STREAM_HEADERS)
             return
 
-        await self.start_stream(user_id, config.keepalive_interval)
+        limit = config.max_connections_per_user
+        if limit and status.streams_of(user_id) >= limit:
+            await self.reject_too_many(limit)
+            return
+
+        await self.start_stream(user_id, config)
 
     async def reject(self, error):
         logger.debug("Rejected stream request", extra={"request_id": self.request_id(), "code": error.code})
@@ -119,28 +141,59 @@ class EventStreamConsumer(AsyncHttpConsumer):
             ],
         )
 
-    async def start_stream(self, user_id, keepalive_interval):
+    async def reject_too_many(self, limit):
+        logger.info("Rejected a stream beyond SSE_MAX_CONNECTIONS_PER_USER=%d", limit, extra={"request_id": self.request_id()})
+        body = json.dumps(
+            {"code": "too_many_streams", "detail": f"This user already has {limit} open streams."}
+        ).encode()
+        await self.send_response(
+            429,
+            body,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", RETRY_AFTER_SECONDS),
+            ],
+        )
+
+    async def start_stream(self, user_id, config):
+        # Counted before the first await, so that concurrent requests of one
+        # user cannot all pass the per-user limit.
         self.user_id = user_id
-        self.groups = (user_group(user_id), BROADCAST_GROUP)
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
         self.streaming = True
         status.stream_opened(user_id)
         metrics.CONNECTIONS_ACTIVE.inc()
+
+        self.groups = (user_group(user_id), BROADCAST_GROUP)
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        status.channel_opened(self.channel_name)
         metrics.CONNECTIONS_TOTAL.inc()
         logger.debug("Stream opened", extra={"request_id": self.request_id(), "user_id": user_id})
+
+        flow_control = self.scope.get("extensions", {}).get(FLOW_CONTROL)
+        self.flow = flow_control() if flow_control is not None else None
+        self.outbox = Outbox(self.write_event, self.flow, config.max_buffered_events, config.max_buffered_bytes)
 
         await self.send_headers(status=200, headers=STREAM_HEADERS)
         await self.send_body(OPENING, more_body=True)
 
-        if keepalive_interval > 0:
-            self.keepalive_task = asyncio.create_task(self.send_keepalives(keepalive_interval))
+        if config.keepalive_interval > 0:
+            self.keepalive_task = asyncio.create_task(self.send_keepalives(config.keepalive_interval))
 
     async def send_keepalives(self, interval):
-        """Write a comment every ``interval`` seconds so that idle proxies keep the stream open."""
+        """
+        Write a comment every ``interval`` seconds so that idle proxies keep
+        the stream open, and drop the stream when its client has read
+        nothing for several intervals.
+        """
         while True:
             await asyncio.sleep(interval)
-            await self.send_body(KEEPALIVE, more_body=True)
+            if self.outbox.stalled_for() >= STALLED_KEEPALIVE_INTERVALS * interval:
+                await self.channel_layer.send(self.channel_name, {"type": "sse.stalled"})
+                return
+            if not self.outbox.waiting and not (self.flow and self.flow.paused):
+                await self.send_body(KEEPALIVE, more_body=True)
 
     async def sse_event(self, message):
         """
@@ -148,27 +201,51 @@ class EventStreamConsumer(AsyncHttpConsumer):
         ``message["published"]`` the epoch seconds of its envelope timestamp,
         if it had one.
         """
-        trace = message.get("trace")
+        if not await self.outbox.put(message["frame"], message.get("published"), message.get("trace")):
+            await self.close_slow_stream(self.outbox.discard(), "could not keep up")
+
+    async def write_event(self, frame, published, trace):
         span = tracing.start_send_span(trace) if trace else None
-        await self.send_body(message["frame"], more_body=True)
+        await self.send_body(frame, more_body=True)
         metrics.EVENTS_SENT.inc()
         if span is not None:
             span.end()
 
-        published = message.get("published")
         if published is not None:
             # Clocks of the publisher and this host may disagree slightly.
             metrics.DELIVERY_LATENCY.observe(max(time.time() - published, 0.0))
 
     async def sse_overflow(self, message):
         """End a stream that fell so far behind that the channel layer discarded events for it."""
-        metrics.EVENTS_DROPPED.labels(reason="slow_client").inc(message["dropped"])
+        await self.close_slow_stream(message["dropped"] + self.outbox.discard(), "fell behind the channel layer")
+
+    async def sse_stalled(self, message):
+        """End a stream whose client has stopped reading (sent by the keep-alive timer)."""
+        await self.close_slow_stream(self.outbox.discard(), "stopped reading")
+
+    async def close_slow_stream(self, dropped, reason):
+        metrics.EVENTS_DROPPED.labels(reason="slow_client").inc(dropped)
         logger.warning(
-            "Closed a stream that fell behind; %d events were discarded",
-            message["dropped"],
-            extra={"request_id": self.request_id(), "user_id": self.user_id, "dropped": message["dropped"]},
+            "Closed a stream whose client %s; %d events were dropped",
+            reason,
+            dropped,
+            extra={"request_id": self.request_id(), "user_id": self.user_id, "dropped": dropped},
         )
-        await self.send_body(b"", more_body=False)
+        if self.flow is not None:
+            # The client does not read, so a polite end of the response
+            # would sit in the send buffer; drop the connection instead.
+            self.flow.abort()
+        else:
+            await self.send_body(b"", more_body=False)
+        raise StopConsumer()
+
+    async def sse_shutdown(self, message):
+        """End the stream because the server stops, telling the client when to come back."""
+        retry = random.randint(*SHUTDOWN_RETRY_MILLISECONDS)
+        self.outbox.discard()
+        if self.flow is not None:
+            self.flow.release()
+        await self.send_body(b"retry: %d\n\n" % retry, more_body=False)
         raise StopConsumer()
 
     async def disconnect(self):
@@ -179,11 +256,14 @@ class EventStreamConsumer(AsyncHttpConsumer):
         if self.keepalive_task is not None:
             self.keepalive_task.cancel()
             self.keepalive_task = None
+        if self.outbox is not None:
+            self.outbox.discard()
         self.end_span()
         if not self.streaming:
             return
 
         self.streaming = False
+        status.channel_closed(self.channel_name)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         status.stream_closed(self.user_id)

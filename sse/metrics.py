@@ -42,6 +42,7 @@ NATS_CONNECTED = Gauge(
 # Every label value is created up front so that its series exists, at zero,
 # from the start. A rate() over a series that appears late misses its first
 # step.
-for _result in ("delivered", "ignored", "malformed"):
+for _result in ("delivered", "ignored", "malformed", "too_large"):
     EVENTS_RECEIVED.labels(result=_result)
-EVENTS_DROPPED.labels(reason="slow_client")
+for _reason in ("slow_client", "too_large"):
+    EVENTS_DROPPED.labels(reason=_reason)

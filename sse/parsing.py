@@ -156,5 +156,40 @@ def parse_readable_file(text):
     return path
 
 
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+}
+
+
+def parse_size(text):
+    """Parse a size in bytes such as ``1048576``, ``512KiB`` or ``1MiB``."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected a size in bytes such as 1048576, 512KiB or 1MiB")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+
+
+def parse_count(text):
+    """Parse a whole number of 0 or more."""
+    if not text.strip().isdigit():
+        raise ValueError("expected a whole number of 0 or more")
+    return int(text)
+
+
+def parse_channel_layer_url(text):
+    """Accept a ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server."""
+    url = text.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a Redis URL such as redis://127.0.0.1:6379/0")
+    return url
+
+
 def parse_string(text):
     return text

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import resource
 
+from channels.layers import get_channel_layer
 from daphne.endpoints import build_endpoint_description_strings
 from twisted.internet import defer, reactor
 
@@ -18,6 +19,7 @@ from .bridge import Bridge
 from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
+from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -49,6 +51,59 @@ def raise_open_file_limit():
         except (ValueError, OSError) as error:
             logger.warning("Could not raise the open file limit from %s to %s: %s", soft, hard, error)
     return soft
+
+
+class StreamServer(daphne.server.Server):
+    """
+    daphne's server with two additions for long-lived streams: each HTTP
+    request gets the ``sse.flow_control`` scope extension (see
+    ``sse.flow``), and at shutdown the streams are ended gracefully before
+    daphne cancels what is left.
+    """
+
+    def __init__(self, *args, stream_port, drain_timeout, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stream_port = stream_port
+        self.drain_timeout = drain_timeout
+        self.ports = []
+        self.draining = False
+
+    def listen_success(self, port):
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def create_application(self, protocol, scope):
+        if scope.get("type") == "http":
+            scope.setdefault("extensions", {})[FLOW_CONTROL] = flow_control_factory(protocol)
+        return super().create_application(protocol, scope)
+
+    def kill_all_applications(self):
+        drained = defer.Deferred.fromFuture(asyncio.ensure_future(self.drain_streams()))
+        drained.addErrback(lambda failure: logger.error("Ending the streams failed: %s", failure.getErrorMessage()))
+        drained.addBoth(lambda _: super(StreamServer, self).kill_all_applications())
+        return drained
+
+    async def drain_streams(self):
+        """Stop accepting streams, ask every open stream to end, and wait up to ``drain_timeout`` for them."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        for port in self.ports:
+            if port.getHost().port == self.stream_port:
+                await defer.maybeDeferred(port.stopListening).asFuture(loop)
+
+        layer = get_channel_layer()
+        channels = list(status.channels)
+        for channel in channels:
+            try:
+                await layer.send(channel, {"type": "sse.shutdown"})
+            except Exception as error:
+                logger.warning("Could not ask a stream to end: %s", error)
+        if channels:
+            logger.info("Ending %d streams", len(channels))
+
+        deadline = loop.time() + self.drain_timeout
+        while status.channels and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
 
 class Service:
@@ -91,15 +146,21 @@ class Service:
         debug = DebugApplication(
             self.config,
             health_checks={"http": listening},
-            readiness_checks={"http": listening, "nats": lambda: self.bridge.ready},
+            readiness_checks={
+                "http": listening,
+                "nats": lambda: self.bridge.ready,
+                "shutdown": lambda: not server.draining,
+            },
         )
-        server = daphne.server.Server(
+        server = StreamServer(
             PortRouter(self.application, debug, self.config.debug_addr.port),
             endpoints=endpoints,
             signal_handlers=True,
             http_timeout=None,
             application_close_timeout=APPLICATION_CLOSE_TIMEOUT_SECONDS,
             server_name="sse",
+            stream_port=self.config.http_addr.port,
+            drain_timeout=self.config.shutdown_timeout,
         )
 
         reactor.callWhenRunning(self._start_bridge)

@@ -9,11 +9,18 @@ from collections import Counter
 
 
 class ServiceStatus:
-    """Open streams per user and the bridge of this process, if one runs."""
+    """Open streams per user, the channels of the open streams, and the bridge of this process, if one runs."""
 
     def __init__(self):
         self._streams = Counter()
+        self.channels = set()
         self.bridge = None
+
+    def channel_opened(self, channel_name):
+        self.channels.add(channel_name)
+
+    def channel_closed(self, channel_name):
+        self.channels.discard(channel_name)
 
     def stream_opened(self, user_id):
         self._streams[user_id] += 1
@@ -22,6 +29,10 @@ class ServiceStatus:
         self._streams[user_id] -= 1
         if self._streams[user_id] <= 0:
             del self._streams[user_id]
+
+    def streams_of(self, user_id):
+        """The number of open streams of ``user_id``."""
+        return self._streams.get(user_id, 0)
 
     @property
     def streams(self):

@@ -5,6 +5,7 @@ readiness, shutdown, the embedded NATS server and the helper commands.
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,12 +96,18 @@ async def test_signal_ends_open_streams(nats_url, jetstream, user_id, stop_signa
     assert time.monotonic() - stopped_at < 5
 
     for stream in streams:
-        await stream.wait_closed(timeout=1)
+        retry = await stream.read_block(timeout=1)
+        assert re.fullmatch(rb"retry: (\d+)\n\n", retry)
+        assert 1000 <= int(retry[7:-2]) <= 10000
+        assert await stream.read_to_end(timeout=1) == b""
+        assert stream.finished
         await stream.close()
     assert len(started - before) == 1
     after = {consumer.name for consumer in await jetstream.consumers_info("main-queue")}
     assert after == before
     assert "Stopped sse" in service.output()
+    assert "Ending 3 streams" in service.output()
+    assert "took too long to shut down" not in service.output()
 
 
 async def test_connect_close_cycles_return_gauge(service, user_id):

@@ -1,0 +1,123 @@
+"""
+Back-pressure from the client's socket to the stream consumer.
+
+daphne writes every ``http.response.body`` message into Twisted's send
+buffer at once and never tells the application that the client stopped
+reading, so a stalled client would grow the process without bound.
+``runsse`` therefore puts a factory of ``FlowControl`` into the ASGI scope
+(``scope["extensions"]["sse.flow_control"]``). A ``FlowControl`` is a
+Twisted push producer registered on the request, so Twisted pauses it
+when the socket's send buffer is full and resumes it when the buffer has
+drained. The consumer holds events back while it is paused, up to a limit.
+"""
+
+import asyncio
+import collections
+import time
+
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+EXTENSION = "sse.flow_control"
+
+
+@implementer(IPushProducer)
+class FlowControl:
+    """The paused state of one response, as Twisted reports it."""
+
+    def __init__(self, request):
+        self.request = request
+        self.paused_since = None
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        request.registerProducer(self, True)
+
+    @property
+    def paused(self):
+        return self.paused_since is not None
+
+    def pauseProducing(self):
+        if self.paused_since is None:
+            self.paused_since = time.monotonic()
+        self.resumed.clear()
+
+    def resumeProducing(self):
+        self.paused_since = None
+        self.resumed.set()
+
+    def stopProducing(self):
+        # The connection is gone; wake anyone who waits to write.
+        self.resumeProducing()
+
+    def release(self):
+        """Unregister from the request; call it before the response ends."""
+        if self.request.producer is self and not self.request.finished:
+            self.request.unregisterProducer()
+
+    def abort(self):
+        """Drop the connection at once, with whatever Twisted still buffers for it."""
+        transport = getattr(self.request.channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+
+
+def flow_control_factory(request):
+    """Return the scope extension that attaches a ``FlowControl`` to ``request`` on demand."""
+    return lambda: FlowControl(request)
+
+
+class Outbox:
+    """
+    The events of one stream on their way to the socket.
+
+    ``put()`` writes at once while the client reads. While Twisted reports
+    the socket's buffer as full, events wait here in order, and a drain task
+    writes them when the buffer empties. ``put()`` returns ``False`` once
+    more than ``max_events`` events or ``max_bytes`` bytes are waiting: the
+    client cannot keep up and the stream must end.
+    """
+
+    def __init__(self, write, flow, max_events, max_bytes):
+        self.write = write
+        self.flow = flow
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.waiting = collections.deque()
+        self.waiting_bytes = 0
+        self.drain_task = None
+
+    async def put(self, frame, *context):
+        if self.flow is None or not (self.flow.paused or self.waiting):
+            await self.write(frame, *context)
+            return True
+
+        self.waiting.append((frame, context))
+        self.waiting_bytes += len(frame)
+        if len(self.waiting) > self.max_events or self.waiting_bytes > self.max_bytes:
+            return False
+        if self.drain_task is None or self.drain_task.done():
+            self.drain_task = asyncio.create_task(self.drain())
+        return True
+
+    async def drain(self):
+        while self.waiting:
+            await self.flow.resumed.wait()
+            while self.waiting and not self.flow.paused:
+                frame, context = self.waiting.popleft()
+                self.waiting_bytes -= len(frame)
+                await self.write(frame, *context)
+
+    def stalled_for(self):
+        """Seconds since the client stopped reading, or 0 while it reads."""
+        if self.flow is None or not self.flow.paused:
+            return 0.0
+        return time.monotonic() - self.flow.paused_since
+
+    def discard(self):
+        """Stop draining and return how many events were still waiting."""
+        if self.drain_task is not None:
+            self.drain_task.cancel()
+        dropped = len(self.waiting)
+        self.waiting.clear()
+        self.waiting_bytes = 0
+        return dropped
