@@ -10,7 +10,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import metrics
+from . import cors, metrics
 from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
@@ -78,6 +78,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
             raise StopConsumer()
 
     async def handle(self, body):
+        if cors.is_preflight(self.scope):
+            await self.send_response(204, b"", headers=cors.preflight_headers(self.scope))
+            return
+
         if self.scope["method"] not in ("GET", "HEAD"):
             await self.send_response(405, b"", headers=[(b"allow", b"GET, HEAD"), (b"content-length", b"0")])
             return
@@ -90,7 +94,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
             return
 
         if self.scope["method"] == "HEAD":
-            await self.send_response(200, b"", headers=STREAM_HEADERS)
+            await self.send_response(200, b"", headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
             return
 
         await self.start_stream(user_id, config.keepalive_interval)
@@ -106,6 +110,8 @@ class EventStreamConsumer(AsyncHttpConsumer):
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"www-authenticate", challenge),
+                # Lets a page on an allowed origin read why it was rejected.
+                *cors.response_headers(self.scope),
             ],
         )
 
@@ -120,7 +126,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         metrics.CONNECTIONS_TOTAL.inc()
         logger.debug("Stream %s opened for a user", self.request_id())
 
-        await self.send_headers(status=200, headers=STREAM_HEADERS)
+        await self.send_headers(status=200, headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
         await self.send_body(OPENING, more_body=True)
 
         if keepalive_interval > 0:
