@@ -33,6 +33,7 @@ from .parsing import (
     parse_list,
     parse_log_level,
     parse_nats_servers,
+    parse_origins,
     parse_readable_file,
     parse_root,
     parse_size,
@@ -215,8 +216,8 @@ class SSEConfig:
         "The path prefix of the stream endpoints.",
     )
     cors_allow_origins: tuple = setting(
-        ["OCIS_CORS_ALLOW_ORIGINS", "SSE_CORS_ALLOW_ORIGINS"], "*", parse_list,
-        "The origins allowed to open streams from a browser, comma-separated; * allows any.",
+        ["OCIS_CORS_ALLOW_ORIGINS", "SSE_CORS_ALLOW_ORIGINS"], "*", parse_origins,
+        "The origins allowed to open streams from a browser, comma-separated; * allows any, and one * inside an origin is a wildcard.",
     )
     cors_allow_methods: tuple = setting(
         ["OCIS_CORS_ALLOW_METHODS", "SSE_CORS_ALLOW_METHODS"], "GET", parse_list,

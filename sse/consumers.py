@@ -12,7 +12,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import metrics, tracing
+from . import cors, metrics, tracing
 from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
@@ -105,6 +105,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
         await super().send_headers(status=status, headers=headers)
 
     async def handle(self, body):
+        if cors.is_preflight(self.scope):
+            await self.send_response(204, b"", headers=cors.preflight_headers(self.scope))
+            return
+
         if self.scope["method"] not in ("GET", "HEAD"):
             await self.send_response(405, b"", headers=[(b"allow", b"GET, HEAD"), (b"content-length", b"0")])
             return
@@ -117,7 +121,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
             return
 
         if self.scope["method"] == "HEAD":
-            await self.send_response(200, b"", headers=STREAM_HEADERS)
+            await self.send_response(200, b"", headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
             return
 
         limit = config.max_connections_per_user
@@ -138,6 +142,8 @@ class EventStreamConsumer(AsyncHttpConsumer):
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"www-authenticate", challenge),
+                # Lets a page on an allowed origin read why it was rejected.
+                *cors.response_headers(self.scope),
             ],
         )
 
@@ -175,7 +181,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.flow = flow_control() if flow_control is not None else None
         self.outbox = Outbox(self.write_event, self.flow, config.max_buffered_events, config.max_buffered_bytes)
 
-        await self.send_headers(status=200, headers=STREAM_HEADERS)
+        await self.send_headers(status=200, headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
         await self.send_body(OPENING, more_body=True)
 
         if config.keepalive_interval > 0:

@@ -79,6 +79,18 @@ def parse_list(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def parse_origins(text):
+    """Parse a comma-separated list of CORS origins, each with at most one ``*``."""
+    origins = parse_list(text)
+    for origin in origins:
+        if origin.count("*") > 1:
+            raise ValueError(
+                f"the origin {origin!r} has more than one *; use * alone to allow every origin, "
+                "or one * as a wildcard such as https://*.example.com"
+            )
+    return origins
+
+
 def parse_address(text):
     """Parse ``host:port``, ``[ipv6]:port`` or ``:port`` into an ``Address``."""
     host, separator, port = text.strip().rpartition(":")

@@ -12,9 +12,9 @@ import logging
 import resource
 
 from channels.layers import get_channel_layer
-from daphne.endpoints import build_endpoint_description_strings
 from twisted.internet import defer, reactor
 
+from . import tls
 from .bridge import Bridge
 from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
@@ -33,12 +33,29 @@ LISTEN_BACKLOG = 4096
 APPLICATION_CLOSE_TIMEOUT_SECONDS = 5
 
 
-def endpoint_description(address):
-    """Return the Twisted endpoint string for ``address`` with our listen backlog."""
-    (description,) = build_endpoint_description_strings(host=address.host or None, port=address.port)
-    if not address.host:
-        description = f"tcp:port={address.port}"
-    return f"{description}:backlog={LISTEN_BACKLOG}"
+def endpoint_description(address, tls_files=None):
+    """
+    Return the Twisted endpoint string that listens on ``address`` with our
+    listen backlog, over TLS with ``tls_files`` (a ``tls.TLSFiles``) if given.
+    """
+    options = [f"port={address.port}"]
+    if address.host:
+        options.append(f"interface={_escape(address.host)}")
+    options.append(f"backlog={LISTEN_BACKLOG}")
+    if tls_files is None:
+        return ":".join(["tcp", *options])
+
+    options.append(f"privateKey={_escape(tls_files.key)}")
+    options.append(f"certKey={_escape(tls_files.certificate)}")
+    if tls_files.chain:
+        options.append(f"extraCertChain={_escape(tls_files.chain)}")
+    return ":".join(["ssl", *options])
+
+
+def _escape(value):
+    # Endpoint strings separate options with ":" and "=", which IPv6
+    # addresses and file paths may contain, so values escape them with a backslash.
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
 def raise_open_file_limit():
@@ -122,21 +139,30 @@ class Service:
         self.bridge_task = None
 
     def run(self):
-        """Serve until stopped; raises ``SSEError`` if a port could not be bound."""
+        """
+        Serve until stopped; raises ``SSEError`` if a port could not be
+        bound or the TLS certificate or key cannot be used.
+        """
         open_files = raise_open_file_limit()
         setup_tracing(self.config)
-        if self.embedded_nats is not None:
-            self.embedded_nats.start()
         try:
-            self._serve(open_files)
+            with tls.server_tls_files(self.config) as tls_files:
+                if self.embedded_nats is not None:
+                    self.embedded_nats.start()
+                try:
+                    self._serve(open_files, tls_files)
+                finally:
+                    if self.embedded_nats is not None:
+                        self.embedded_nats.stop()
         finally:
-            if self.embedded_nats is not None:
-                self.embedded_nats.stop()
             shutdown_tracing()
 
-    def _serve(self, open_files):
+    def _serve(self, open_files, tls_files):
         self.bridge = status.bridge = Bridge(self.config)
-        endpoints = [endpoint_description(self.config.http_addr), endpoint_description(self.config.debug_addr)]
+        endpoints = [
+            endpoint_description(self.config.http_addr, tls_files),
+            endpoint_description(self.config.debug_addr),
+        ]
         server = None
 
         def listening():
@@ -166,7 +192,8 @@ class Service:
         reactor.callWhenRunning(self._start_bridge)
         reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
         logger.info(
-            "Starting sse: streams on %s, debug server on %s, NATS %s, open file limit %s",
+            "Starting sse: streams on %s://%s, debug server on http://%s, NATS %s, open file limit %s",
+            "http" if tls_files is None else "https",
             self.config.http_addr,
             self.config.debug_addr,
             ",".join(self.config.events_endpoint),

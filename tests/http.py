@@ -104,9 +104,14 @@ class Response:
             pass
 
 
-async def request(port, path, headers=(), method="GET", host="127.0.0.1", timeout=5.0):
-    """Send one request and return the ``Response`` once its head has arrived."""
-    reader, writer = await asyncio.open_connection(host, port)
+async def request(port, path, headers=(), method="GET", host="127.0.0.1", timeout=5.0, ssl=None):
+    """
+    Send one request and return the ``Response`` once its head has arrived.
+
+    ``ssl`` is an ``ssl.SSLContext`` for a request over TLS, whose server
+    name is ``host``.
+    """
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ssl), timeout)
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
