@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from . import metrics, tracing
 from .exceptions import MalformedEvent
 from .groups import BROADCAST_GROUP, user_group
+from .leadership import REFRESH_SECONDS, Leadership
 from .wire import BROADCAST_USER_ID, decode_event, encode_frame, timestamp_seconds
 
 logger = logging.getLogger(__name__)
@@ -88,18 +89,33 @@ class Bridge:
     """
     Consume SendSSE events from JetStream and send them into the channel layer.
 
-    Each bridge creates its own ephemeral pull consumer, named
+    By default each bridge creates its own ephemeral pull consumer, named
     ``sse-<uuid>`` like the one oCIS creates, that receives only events
     published after it started, and recreates it where it left off if
-    JetStream loses it. ``run()`` returns after ``stop()``.
+    JetStream loses it. With ``shared=True`` (a channel layer that all
+    processes share) the bridges share one durable consumer,
+    ``SSE_CONSUMER_NAME``, so each event is sent into the layer once. Only
+    the elected leader pulls from it (see ``sse.leadership``), which keeps
+    the events in order; a new leader first rewinds the consumer to its
+    acknowledgement floor, so the events its predecessor fetched but did
+    not acknowledge come again, in order, and the streams skip the copies
+    they already wrote.
+
+    Events are acknowledged after the whole batch was handed to the
+    channel layer. ``run()`` returns after ``stop()``.
     """
 
-    def __init__(self, config, channel_layer=None):
+    def __init__(self, config, channel_layer=None, *, shared=False):
         self.config = config
         self.channel_layer = channel_layer or get_channel_layer()
-        self.consumer_name = f"sse-{uuid.uuid4()}"
+        self.shared = shared
+        self.consumer_name = config.consumer_name if shared else f"sse-{uuid.uuid4()}"
+        # When the stream was created; it tells a reset stream, whose
+        # sequence numbers start again at 1, from the one before.
+        self.stream_created = ""
         self.connection = None
         self.subscription = None
+        self.leadership = None
         self.ready = False
         # The stream sequence of the last message handled, from which a lost
         # consumer is recreated.
@@ -145,7 +161,12 @@ class Bridge:
         connection, self.connection = self.connection, None
         if connection is None or connection.is_closed:
             return
-        if self.subscription is not None:
+        if self.leadership is not None:
+            try:
+                await self.leadership.release()
+            except Exception as error:
+                logger.warning("Could not give up the lead of consumer %s: %s", self.consumer_name, error)
+        if self.subscription is not None and not self.shared:
             try:
                 await connection.jetstream().delete_consumer(STREAM, self.consumer_name)
             except Exception as error:
@@ -181,10 +202,23 @@ class Bridge:
             stream = await js.add_stream(name=STREAM, subjects=[SUBJECT])
             logger.info("Created JetStream stream %s", STREAM)
 
+        self.stream_created = str(stream.created)
+        if self.shared:
+            # The leader sets up the consumer when it takes over.
+            self.leadership = Leadership(js, self.consumer_name, f"{uuid.uuid4()}")
+            self.subscription = None
+            self.ready = True
+            return
+
         try:
             await js.consumer_info(STREAM, self.consumer_name)
         except nats.js.errors.NotFoundError:
-            await js.add_consumer(STREAM, config=self._consumer_config(stream.state.last_seq))
+            try:
+                await js.add_consumer(STREAM, config=self._consumer_config(stream.state.last_seq))
+            except nats.js.errors.BadRequestError:
+                # Another bridge created the shared consumer first.
+                if not self.shared:
+                    raise
         self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
         self.ready = True
         logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
@@ -200,11 +234,13 @@ class Bridge:
         """
         config = ConsumerConfig(
             name=self.consumer_name,
+            durable_name=self.consumer_name if self.shared else None,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30,
+            ack_wait=self.config.events_ack_wait,
+            max_ack_pending=FETCH_BATCH,
             filter_subject=SUBJECT,
-            inactive_threshold=CONSUMER_INACTIVE_THRESHOLD_SECONDS,
+            inactive_threshold=None if self.shared else CONSUMER_INACTIVE_THRESHOLD_SECONDS,
         )
         if self.last_sequence is None:
             self.last_sequence = stream_last_sequence
@@ -213,13 +249,41 @@ class Bridge:
             # event in it is one this bridge has not seen.
             logger.warning("Stream %s was reset; consuming it from the start", STREAM)
             self.last_sequence = 0
-        else:
+        elif not self.shared:
             logger.warning("Consumer %s was lost; resuming after stream sequence %d", self.consumer_name, self.last_sequence)
         config.opt_start_seq = self.last_sequence + 1
         return config
 
+    async def _take_over(self):
+        """Rewind the shared consumer to its acknowledgement floor and bind to it."""
+        js = self.connection.jetstream()
+        stream = await js.stream_info(STREAM)
+        try:
+            info = await js.consumer_info(STREAM, self.consumer_name)
+        except nats.js.errors.NotFoundError:
+            config = self._consumer_config(stream.state.last_seq)
+        else:
+            self.last_sequence = info.ack_floor.stream_seq
+            await js.delete_consumer(STREAM, self.consumer_name)
+            config = self._consumer_config(stream.state.last_seq)
+        await js.add_consumer(STREAM, config=config)
+        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
+        logger.info("Consuming stream %s from sequence %d with consumer %s", STREAM, config.opt_start_seq, self.consumer_name)
+
     async def _consume(self):
         while not self._stopping.is_set():
+            if self.shared:
+                held, acquired = await self.leadership.hold()
+                if not held:
+                    # A waiting bridge is healthy: it takes over when the
+                    # leader goes away.
+                    self.subscription = None
+                    self.ready = True
+                    await self._sleep(REFRESH_SECONDS)
+                    continue
+                if acquired:
+                    await self._take_over()
+
             try:
                 messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
             except nats.errors.TimeoutError:
@@ -227,25 +291,28 @@ class Bridge:
             # Only a pull request that JetStream answered shows that the
             # consumer exists, for example after a reconnect.
             self.ready = True
-            for message in messages:
-                await self.handle(message)
+
+            settle = [await self.handle(message) for message in messages]
+            for acknowledge in settle:
+                await acknowledge()
 
     async def handle(self, message):
-        """Deliver one NATS message; never raises for bad input."""
+        """
+        Deliver one NATS message and return how to settle it:
+        ``message.ack``, or ``message.term`` for a malformed one, which
+        JetStream then never redelivers. Never raises for bad input.
+        """
         self.last_sequence = message.metadata.sequence.stream
         try:
             event = decode_event(message.data)
         except MalformedEvent as error:
             metrics.EVENTS_RECEIVED.labels(result="malformed").inc()
             logger.warning("Skipped malformed event: %s", error, extra={"stream_sequence": self.last_sequence})
-            # term() stops JetStream from ever redelivering it.
-            await message.term()
-            return
+            return message.term
 
         if event is None:
             metrics.EVENTS_RECEIVED.labels(result="ignored").inc()
-            await message.ack()
-            return
+            return message.ack
 
         if len(event.message) > self.config.max_message_size:
             metrics.EVENTS_RECEIVED.labels(result="too_large").inc()
@@ -258,13 +325,14 @@ class Bridge:
                 extra={"stream_sequence": self.last_sequence, "event_type": event.type, "size": len(event.message)},
             )
             # Acknowledged, because it would be too large again on redelivery.
-            await message.ack()
-            return
+            return message.ack
 
         span = tracing.start_delivery_span(event) if tracing.enabled else None
         payload = {
             "type": "sse.event",
             "frame": encode_frame(event.type, event.message, self.last_sequence),
+            "id": self.last_sequence,
+            "stream": self.stream_created,
             "published": timestamp_seconds(event.timestamp),
         }
         if span is not None:
@@ -273,10 +341,10 @@ class Bridge:
         for group in target_groups(event.user_ids):
             await self.channel_layer.group_send(group, payload)
         metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
-        await message.ack()
 
         if span is not None:
             span.end()
+        return message.ack
 
     async def _on_error(self, error):
         now = time.monotonic()

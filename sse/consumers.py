@@ -70,6 +70,9 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.outbox = None
         self.flow = None
         self.span = None
+        # (stream creation time, stream sequence) of the last event written,
+        # to skip the copies that a redelivery after a bridge failure sends.
+        self.last_event = ("", 0)
 
     async def __call__(self, scope, receive, send):
         try:
@@ -207,6 +210,13 @@ class EventStreamConsumer(AsyncHttpConsumer):
         ``message["published"]`` the epoch seconds of its envelope timestamp,
         if it had one.
         """
+        if "id" in message:
+            event = (message.get("stream", ""), message["id"])
+            if event[0] == self.last_event[0] and event[1] <= self.last_event[1]:
+                metrics.EVENTS_DROPPED.labels(reason="duplicate").inc()
+                return
+            self.last_event = event
+
         if not await self.outbox.put(message["frame"], message.get("published"), message.get("trace")):
             await self.close_slow_stream(self.outbox.discard(), "could not keep up")
 

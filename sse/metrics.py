@@ -44,5 +44,5 @@ NATS_CONNECTED = Gauge(
 # step.
 for _result in ("delivered", "ignored", "malformed", "too_large"):
     EVENTS_RECEIVED.labels(result=_result)
-for _reason in ("slow_client", "too_large"):
+for _reason in ("slow_client", "too_large", "duplicate"):
     EVENTS_DROPPED.labels(reason=_reason)

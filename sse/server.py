@@ -11,7 +11,9 @@ import asyncio
 import logging
 import resource
 
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
+from channels.layers import channel_layers, get_channel_layer
 from twisted.internet import defer, reactor
 
 from . import tls
@@ -20,6 +22,7 @@ from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
 from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
+from .layers import InMemoryChannelLayer
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -68,6 +71,24 @@ def raise_open_file_limit():
         except (ValueError, OSError) as error:
             logger.warning("Could not raise the open file limit from %s to %s: %s", soft, hard, error)
     return soft
+
+
+def configure_channel_layer(config):
+    """
+    Return the channel layer of this process: a channels-redis pub/sub
+    layer on ``SSE_CHANNEL_LAYER_URL`` when it is set, else the layer of
+    ``settings.CHANNEL_LAYERS``.
+    """
+    if config.channel_layer_url:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+
+        channel_layers.set(DEFAULT_CHANNEL_LAYER, RedisPubSubChannelLayer(hosts=[config.channel_layer_url]))
+    return get_channel_layer()
+
+
+def is_process_local(layer):
+    """Whether ``layer`` reaches only the consumers of this process."""
+    return isinstance(layer, (InMemoryChannelLayer, ChannelsInMemoryChannelLayer))
 
 
 class StreamServer(daphne.server.Server):
@@ -128,13 +149,18 @@ class Service:
     Run the HTTP server, the debug server and the bridge until SIGTERM or
     SIGINT.
 
-    ``application`` is the ASGI application for ``SSE_HTTP_ADDR``.
+    ``application`` is the ASGI application for ``SSE_HTTP_ADDR``. With
+    ``serve_http=False`` the process runs only the bridge (and the debug
+    server), with ``run_bridge=False`` only the streams; both need a
+    channel layer that processes share.
     """
 
-    def __init__(self, config, application, *, embedded_nats=False):
+    def __init__(self, config, application, *, embedded_nats=False, serve_http=True, run_bridge=True):
         self.config = config
         self.application = application
         self.embedded_nats = EmbeddedNATS(config.events_endpoint[0]) if embedded_nats else None
+        self.serve_http = serve_http
+        self.run_bridge = run_bridge
         self.bridge = None
         self.bridge_task = None
 
@@ -158,25 +184,34 @@ class Service:
             shutdown_tracing()
 
     def _serve(self, open_files, tls_files):
-        self.bridge = status.bridge = Bridge(self.config)
-        endpoints = [
-            endpoint_description(self.config.http_addr, tls_files),
-            endpoint_description(self.config.debug_addr),
-        ]
+        layer = configure_channel_layer(self.config)
+        local = is_process_local(layer)
+        if local and not (self.serve_http and self.run_bridge):
+            raise SSEError(
+                f"the channel layer {type(layer).__name__} reaches only this process, so the bridge and "
+                "the streams must run together; set SSE_CHANNEL_LAYER_URL=redis://... to run them apart"
+            )
+
+        endpoints = [endpoint_description(self.config.debug_addr)]
+        if self.serve_http:
+            endpoints.insert(0, endpoint_description(self.config.http_addr, tls_files))
+        if self.run_bridge:
+            self.bridge = status.bridge = Bridge(self.config, layer, shared=not local)
         server = None
 
         def listening():
             ports = {port for _, port in server.listening_addresses}
             return self.config.http_addr.port in ports
 
+        checks = {"shutdown": lambda: not server.draining}
+        if self.serve_http:
+            checks["http"] = listening
+        if self.run_bridge:
+            checks["nats"] = lambda: self.bridge.ready
         debug = DebugApplication(
             self.config,
-            health_checks={"http": listening},
-            readiness_checks={
-                "http": listening,
-                "nats": lambda: self.bridge.ready,
-                "shutdown": lambda: not server.draining,
-            },
+            health_checks={"http": listening} if self.serve_http else {},
+            readiness_checks=checks,
         )
         server = StreamServer(
             PortRouter(self.application, debug, self.config.debug_addr.port),
@@ -189,14 +224,15 @@ class Service:
             drain_timeout=self.config.shutdown_timeout,
         )
 
-        reactor.callWhenRunning(self._start_bridge)
-        reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
+        if self.run_bridge:
+            reactor.callWhenRunning(self._start_bridge)
+            reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
         logger.info(
-            "Starting sse: streams on %s://%s, debug server on http://%s, NATS %s, open file limit %s",
-            "http" if tls_files is None else "https",
-            self.config.http_addr,
+            "Starting sse: streams on %s, debug server on http://%s, NATS %s, channel layer %s, open file limit %s",
+            (f"{'http' if tls_files is None else 'https'}://{self.config.http_addr}" if self.serve_http else "none"),
             self.config.debug_addr,
-            ",".join(self.config.events_endpoint),
+            ",".join(self.config.events_endpoint) if self.run_bridge else "not used",
+            type(layer).__name__,
             open_files,
         )
         server.run()

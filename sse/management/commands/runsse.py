@@ -19,6 +19,17 @@ class Command(BaseCommand):
                 "with a temporary store that is deleted on exit."
             ),
         )
+        roles = parser.add_mutually_exclusive_group()
+        roles.add_argument(
+            "--http-only",
+            action="store_true",
+            help="Serve streams but run no bridge; needs SSE_CHANNEL_LAYER_URL and bridges elsewhere.",
+        )
+        roles.add_argument(
+            "--bridge-only",
+            action="store_true",
+            help="Run only the bridge from NATS to the channel layer; needs SSE_CHANNEL_LAYER_URL.",
+        )
 
     def handle(self, *args, **options):
         # Imported here: the import installs Twisted's asyncio reactor,
@@ -43,6 +54,12 @@ class Command(BaseCommand):
         application = get_default_application()
         try:
             configure_logging(config)
-            Service(config, application, embedded_nats=options["embedded_nats"]).run()
+            Service(
+                config,
+                application,
+                embedded_nats=options["embedded_nats"],
+                serve_http=not options["bridge_only"],
+                run_bridge=not options["http_only"],
+            ).run()
         except SSEError as error:
             raise CommandError(str(error)) from None

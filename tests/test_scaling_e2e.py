@@ -1,0 +1,146 @@
+"""
+End-to-end tests of the two ways to run several processes, on the real
+NATS server and the real Redis at 127.0.0.1:6379.
+
+1. Per-instance consumers: every ``runsse`` has its own consumer and its
+   own in-memory channel layer.
+2. Shared channel layer: ``--http-only`` processes serve streams and
+   ``--bridge-only`` processes share one durable consumer, all on Redis.
+"""
+
+import asyncio
+import signal
+import uuid
+
+import pytest
+import redis
+
+from sse.wire import encode_envelope
+
+from .conftest import token_for
+from .http import request
+from .service import ServiceProcess
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_running():
+    """Fail loudly, not skip, when the Redis server these tests need is missing."""
+    redis.Redis.from_url(REDIS_URL).ping()
+
+
+async def open_stream(service, user_id):
+    response = await request(service.http_port, "/sse", [("x-access-token", token_for(user_id))])
+    assert response.status == 200
+    assert await response.read_block() == b": stream opened\n\n"
+    return response
+
+
+async def publish_numbers(jetstream, user_id, numbers):
+    sequences = []
+    for number in numbers:
+        sequences.append((await jetstream.publish("main-queue", encode_envelope([user_id], "n", str(number)))).seq)
+    return sequences
+
+
+async def assert_receives(stream, sequences, numbers, timeout=10):
+    for sequence, number in zip(sequences, numbers):
+        assert await stream.read_event(timeout=timeout) == b"id: %d\nevent: n\ndata: %d\n\n" % (sequence, number)
+
+
+async def assert_nothing_more(stream):
+    with pytest.raises(asyncio.TimeoutError):
+        await stream.read_event(timeout=0.5)
+
+
+async def test_per_instance_consumers(nats_url, jetstream, user_id):
+    services = [ServiceProcess(nats_url).start() for _ in range(2)]
+    try:
+        streams = [await open_stream(service, user_id) for service in services]
+
+        numbers = range(1, 51)
+        sequences = await publish_numbers(jetstream, user_id, numbers)
+
+        for stream in streams:
+            await assert_receives(stream, sequences, numbers)
+            await assert_nothing_more(stream)
+            await stream.close()
+    finally:
+        for service in services:
+            assert service.stop() == 0
+
+
+@pytest.fixture
+def shared_mode(nats_url, jetstream):
+    """Two --http-only and two --bridge-only processes on Redis, with a durable consumer of their own."""
+    consumer = f"sse-test-{uuid.uuid4().hex[:8]}"
+    environment = {
+        "SSE_CHANNEL_LAYER_URL": REDIS_URL,
+        "SSE_CONSUMER_NAME": consumer,
+        "SSE_EVENTS_ACK_WAIT": "2s",
+    }
+    bridges = [ServiceProcess(nats_url, args=["--bridge-only"], **environment).start() for _ in range(2)]
+    servers = [ServiceProcess(nats_url, args=["--http-only"], **environment).start() for _ in range(2)]
+    yield servers, bridges, consumer
+    for process in servers + bridges:
+        if process.process.poll() is None:
+            assert process.stop() == 0, process.output()
+
+
+async def delete_consumer(jetstream, name):
+    await jetstream.delete_consumer("main-queue", name)
+
+
+async def test_shared_layer_delivers_once_in_order(shared_mode, jetstream, user_id):
+    servers, bridges, consumer = shared_mode
+    try:
+        streams = [await open_stream(server, user_id) for server in servers]
+
+        numbers = range(1, 51)
+        sequences = await publish_numbers(jetstream, user_id, numbers)
+
+        for stream in streams:
+            await assert_receives(stream, sequences, numbers)
+            await assert_nothing_more(stream)
+            await stream.close()
+        delivered = sum(bridge.metric('sse_events_received_total{result="delivered"}') for bridge in bridges)
+        assert delivered == 50
+    finally:
+        await delete_consumer(jetstream, consumer)
+
+
+async def test_killed_bridge_loses_nothing(shared_mode, jetstream, user_id):
+    servers, bridges, consumer = shared_mode
+    try:
+        streams = [await open_stream(server, user_id) for server in servers]
+        first = range(1, 26)
+        first_sequences = await publish_numbers(jetstream, user_id, first)
+        for stream in streams:
+            await assert_receives(stream, first_sequences, first)
+
+        busy = max(bridges, key=lambda bridge: bridge.metric('sse_events_received_total{result="delivered"}'))
+        busy.process.send_signal(signal.SIGKILL)
+        busy.process.wait()
+        second = range(26, 51)
+        second_sequences = await publish_numbers(jetstream, user_id, second)
+
+        # The survivor takes over; events the dead bridge had fetched but
+        # not acknowledged come again after the 2 s acknowledgement wait,
+        # and the streams skip the copies they already wrote.
+        for stream in streams:
+            await assert_receives(stream, second_sequences, second, timeout=15)
+            await assert_nothing_more(stream)
+            await stream.close()
+    finally:
+        await delete_consumer(jetstream, consumer)
+
+
+def test_bridge_only_refused_with_in_memory_layer(nats_url):
+    service = ServiceProcess(nats_url, args=["--bridge-only"])
+    with pytest.raises(AssertionError) as failure:
+        service.start(ready_timeout=10)
+
+    assert service.process.wait(5) == 1
+    assert "the channel layer InMemoryChannelLayer reaches only this process" in str(failure.value)
+    assert "set SSE_CHANNEL_LAYER_URL=redis://... to run them apart" in str(failure.value)
