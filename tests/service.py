@@ -25,12 +25,19 @@ def free_port():
 
 
 class ServiceProcess:
-    """One ``runsse`` process on free ports; extra keyword arguments become environment variables."""
+    """
+    One ``runsse`` process on free ports; extra keyword arguments become environment variables.
 
-    def __init__(self, nats_url, *, args=(), **environment):
+    ``python`` and ``cwd`` choose the interpreter and the directory of
+    ``manage.py``, by default this interpreter and this repository.
+    """
+
+    def __init__(self, nats_url, *, args=(), python=sys.executable, cwd=ROOT, **environment):
         self.http_port = free_port()
         self.debug_port = free_port()
         self.args = list(args)
+        self.python = python
+        self.cwd = cwd
         self.environment = {
             "DJANGO_SETTINGS_MODULE": "ssesite.settings",
             "SSE_JWT_SECRET": JWT_SECRET,
@@ -46,8 +53,8 @@ class ServiceProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SSE_", "OCIS_"))}
         env.update(self.environment)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runsse", *self.args],
-            cwd=ROOT,
+            [self.python, "manage.py", "runsse", *self.args],
+            cwd=self.cwd,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
