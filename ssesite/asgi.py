@@ -10,7 +10,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ssesite.settings")
 django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry)
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sse.routing import EventStreamRouter  # noqa: E402
+
+# runsse is the only server of the stand-alone service, so it also serves
+# the static files of the admin, from the apps' static directories and
+# without collectstatic. The handler serves them whether DEBUG is on or off.
+django_application = ASGIStaticFilesHandler(django_application)
 
 application = ProtocolTypeRouter({"http": EventStreamRouter(fallback=django_application)})

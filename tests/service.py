@@ -28,12 +28,17 @@ class ServiceProcess:
     """
     One ``runsse`` process on free ports, logging at info level; extra
     keyword arguments become environment variables (an empty value unsets).
+
+    ``python`` and ``cwd`` choose the interpreter and the directory of
+    ``manage.py``, by default this interpreter and this repository.
     """
 
-    def __init__(self, nats_url, *, args=(), **environment):
+    def __init__(self, nats_url, *, args=(), python=sys.executable, cwd=ROOT, **environment):
         self.http_port = free_port()
         self.debug_port = free_port()
         self.args = list(args)
+        self.python = python
+        self.cwd = cwd
         self.environment = {
             "DJANGO_SETTINGS_MODULE": "ssesite.settings",
             "SSE_JWT_SECRET": JWT_SECRET,
@@ -50,8 +55,8 @@ class ServiceProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SSE_", "OCIS_"))}
         env.update(self.environment)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runsse", *self.args],
-            cwd=ROOT,
+            [self.python, "manage.py", "runsse", *self.args],
+            cwd=self.cwd,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
