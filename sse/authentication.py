@@ -14,12 +14,25 @@ When both headers are present, ``x-access-token`` wins, because the oCIS
 proxy forwards the browser's OpenID Connect bearer token alongside it.
 """
 
+from typing import NamedTuple, Optional
+
 import jwt
 
 from .exceptions import AuthenticationFailed
 
 # oCIS (golang-jwt v5) allows this much clock skew on exp and nbf.
 REVA_LEEWAY_SECONDS = 5
+
+
+class Identity(NamedTuple):
+    """
+    Who a request is authenticated as, and the epoch second from which its
+    token is rejected (its expiry plus the leeway), or ``None`` when the
+    token does not expire.
+    """
+
+    user_id: str
+    expires_at: Optional[float] = None
 
 
 def header(scope, name):
@@ -32,14 +45,15 @@ def header(scope, name):
 
 def authenticate(scope, jwt_secret):
     """
-    Return the user id that the request in ``scope`` is authenticated as.
+    Return the ``Identity`` that the request in ``scope`` is authenticated as.
 
     Raises ``AuthenticationFailed`` when no token is present or the token
     is invalid, expired or wrongly scoped.
     """
     reva_token = header(scope, b"x-access-token")
     if reva_token is not None:
-        return authenticate_reva_token(reva_token.strip(), jwt_secret)
+        claims = _validated_reva_claims(reva_token.strip(), jwt_secret)
+        return Identity(_opaque_id(claims), _rejected_from(claims, REVA_LEEWAY_SECONDS))
 
     authorization = header(scope, b"authorization")
     if authorization is not None:
@@ -52,9 +66,20 @@ def authenticate(scope, jwt_secret):
 
 def authenticate_reva_token(token, jwt_secret):
     """Validate a reva ``x-access-token`` and return ``user.id.opaque_id``."""
+    return _opaque_id(_validated_reva_claims(token, jwt_secret))
+
+
+def _validated_reva_claims(token, jwt_secret):
     claims = _decode_reva_token(token, jwt_secret)
     _check_user_scope(claims)
-    return _opaque_id(claims)
+    return claims
+
+
+def _rejected_from(claims, leeway):
+    expires_at = claims.get("exp")
+    if not isinstance(expires_at, (int, float)):
+        return None
+    return float(expires_at) + leeway
 
 
 def _decode_reva_token(token, jwt_secret):
@@ -93,7 +118,7 @@ def _opaque_id(claims):
 
 
 def authenticate_simplejwt_token(token):
-    """Validate a simplejwt access token and return the value of its ``USER_ID_CLAIM``."""
+    """Validate a simplejwt access token and return the ``Identity`` of its ``USER_ID_CLAIM``."""
     # Imported here because simplejwt reads the Django settings on import.
     from rest_framework_simplejwt.exceptions import TokenError
     from rest_framework_simplejwt.settings import api_settings
@@ -107,4 +132,6 @@ def authenticate_simplejwt_token(token):
     user_id = validated.get(api_settings.USER_ID_CLAIM)
     if user_id is None or user_id == "":
         raise AuthenticationFailed("token_user_missing", "The token names no user.")
-    return str(user_id)
+    leeway = api_settings.LEEWAY
+    leeway = leeway.total_seconds() if hasattr(leeway, "total_seconds") else float(leeway)
+    return Identity(str(user_id), _rejected_from(validated.payload, leeway))

@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from . import metrics, tracing
 from .exceptions import MalformedEvent
 from .groups import BROADCAST_GROUP, user_group
+from .history import history
 from .leadership import REFRESH_SECONDS, Leadership
 from .wire import BROADCAST_USER_ID, decode_event, encode_frame, timestamp_seconds
 
@@ -252,6 +253,7 @@ class Bridge:
         elif not self.shared:
             logger.warning("Consumer %s was lost; resuming after stream sequence %d", self.consumer_name, self.last_sequence)
         config.opt_start_seq = self.last_sequence + 1
+        history.start(self.stream_created, self.last_sequence)
         return config
 
     async def _take_over(self):
@@ -338,7 +340,9 @@ class Bridge:
         if span is not None:
             payload["trace"] = tracing.traceparent_of(span)
 
-        for group in target_groups(event.user_ids):
+        groups = target_groups(event.user_ids)
+        history.record(self.last_sequence, groups, payload)
+        for group in groups:
             await self.channel_layer.group_send(group, payload)
         metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
 

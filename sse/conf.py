@@ -142,6 +142,18 @@ class SSEConfig:
         "The interval of keep-alive comments on each stream, as a Go duration; 0s turns them off.",
     )
 
+    replay_window: float = setting(
+        ["SSE_REPLAY_WINDOW"], "5m", parse_duration,
+        "How long events are kept for clients that reconnect with Last-Event-ID, as a Go duration; 0s keeps none.",
+    )
+    replay_max_events: int = setting(
+        ["SSE_REPLAY_MAX_EVENTS"], "10000", parse_count,
+        "How many recent events are kept for clients that reconnect with Last-Event-ID; 0 keeps none.",
+    )
+    replay_max_bytes: int = setting(
+        ["SSE_REPLAY_MAX_BYTES"], "64MiB", parse_size,
+        "How many bytes of recent events are kept for clients that reconnect with Last-Event-ID.",
+    )
     max_connections_per_user: int = setting(
         ["SSE_MAX_CONNECTIONS_PER_USER"], "20", parse_count,
         "The streams one user may open on this process; more get 429. 0 means unlimited.",

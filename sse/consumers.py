@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -18,8 +19,9 @@ from .conf import get_config
 from .exceptions import AuthenticationFailed
 from .flow import EXTENSION as FLOW_CONTROL, Outbox
 from .groups import BROADCAST_GROUP, user_group
+from .history import history
 from .status import status
-from .wire import encode_comment
+from .wire import encode_comment, encode_frame
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,14 @@ STREAM_HEADERS = [
 # server flush the headers, so proxies and clients see the stream open.
 OPENING = encode_comment("stream opened")
 KEEPALIVE = encode_comment("keepalive")
+
+# Control events. They carry no id, so the client keeps the id of the last
+# real event for its next Last-Event-ID.
+STREAM_RESET = encode_frame("stream-reset", b"")
+TOKEN_EXPIRED = encode_frame("token-expired", b"")
+
+# Longer ids are not stream sequences (which fit in 20 digits).
+MAX_EVENT_ID_LENGTH = 20
 
 # Seconds a client over the per-user stream limit should wait; by then a
 # closed tab has usually released its stream.
@@ -67,6 +77,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.user_id = None
         self.streaming = False
         self.keepalive_task = None
+        self.expiry_task = None
         self.outbox = None
         self.flow = None
         self.span = None
@@ -118,10 +129,11 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
         config = get_config()
         try:
-            user_id = authenticate(self.scope, config.jwt_secret)
+            identity = authenticate(self.scope, config.jwt_secret)
         except AuthenticationFailed as error:
             await self.reject(error)
             return
+        user_id = identity.user_id
 
         if self.scope["method"] == "HEAD":
             await self.send_response(200, b"", headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
@@ -132,7 +144,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.reject_too_many(limit)
             return
 
-        await self.start_stream(user_id, config)
+        await self.start_stream(identity, config)
 
     async def reject(self, error):
         logger.debug("Rejected stream request", extra={"request_id": self.request_id(), "code": error.code})
@@ -165,10 +177,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
             ],
         )
 
-    async def start_stream(self, user_id, config):
+    async def start_stream(self, identity, config):
         # Counted before the first await, so that concurrent requests of one
         # user cannot all pass the per-user limit.
-        self.user_id = user_id
+        user_id = self.user_id = identity.user_id
         self.streaming = True
         status.stream_opened(user_id)
         metrics.CONNECTIONS_ACTIVE.inc()
@@ -186,9 +198,39 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
         await self.send_headers(status=200, headers=[*STREAM_HEADERS, *cors.response_headers(self.scope)])
         await self.send_body(OPENING, more_body=True)
+        await self.replay_missed_events()
 
         if config.keepalive_interval > 0:
             self.keepalive_task = asyncio.create_task(self.send_keepalives(config.keepalive_interval))
+        if identity.expires_at is not None:
+            self.expiry_task = asyncio.create_task(self.expire_at(identity.expires_at))
+
+    async def replay_missed_events(self):
+        """
+        Write the events after the client's ``Last-Event-ID`` that the
+        history still has, or a ``stream-reset`` event when it cannot tell
+        what the client missed.
+
+        The groups were joined before, so live events that arrive meanwhile
+        wait in the channel; the ones also replayed here are skipped as
+        duplicates.
+        """
+        last_event_id = requested_last_event_id(self.scope)
+        if last_event_id is None:
+            return
+        missed = history.since(last_event_id, self.groups) if last_event_id >= 0 else None
+        if missed is None:
+            logger.debug("Stream reset for Last-Event-ID", extra={"request_id": self.request_id(), "user_id": self.user_id})
+            await self.send_body(STREAM_RESET, more_body=True)
+            return
+        for message in missed:
+            # A replayed event's age is no delivery latency.
+            await self.sse_event({**message, "published": None})
+
+    async def expire_at(self, rejected_from):
+        """Ask the consumer to end the stream when its token stops being accepted."""
+        await asyncio.sleep(max(rejected_from - time.time(), 0.0))
+        await self.channel_layer.send(self.channel_name, {"type": "sse.token_expired"})
 
     async def send_keepalives(self, interval):
         """
@@ -255,6 +297,15 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self.send_body(b"", more_body=False)
         raise StopConsumer()
 
+    async def sse_token_expired(self, message):
+        """End the stream when its token expires, so that the client renews the token and reconnects."""
+        logger.debug("Token expired", extra={"request_id": self.request_id(), "user_id": self.user_id})
+        self.outbox.discard()
+        if self.flow is not None:
+            self.flow.release()
+        await self.send_body(TOKEN_EXPIRED, more_body=False)
+        raise StopConsumer()
+
     async def sse_shutdown(self, message):
         """End the stream because the server stops, telling the client when to come back."""
         retry = random.randint(*SHUTDOWN_RETRY_MILLISECONDS)
@@ -269,9 +320,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
     async def end_stream(self):
         """Leave the groups and stop the keep-alive timer; safe to call more than once."""
-        if self.keepalive_task is not None:
-            self.keepalive_task.cancel()
-            self.keepalive_task = None
+        for task in (self.keepalive_task, self.expiry_task):
+            if task is not None:
+                task.cancel()
+        self.keepalive_task = self.expiry_task = None
         if self.outbox is not None:
             self.outbox.discard()
         self.end_span()
@@ -295,3 +347,21 @@ class EventStreamConsumer(AsyncHttpConsumer):
         """Return the client's X-Request-ID for log lines, cut to 128 printable characters."""
         value = header(self.scope, b"x-request-id") or "-"
         return "".join(character for character in value[:128] if character.isprintable())
+
+
+def requested_last_event_id(scope):
+    """
+    Return the ``Last-Event-ID`` of the request (the header, else the
+    ``lastEventId`` query parameter for clients that cannot set headers):
+    ``None`` when absent, -1 when it is no event id of this service.
+    """
+    value = header(scope, b"last-event-id")
+    if value is None:
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lastEventId")
+        value = values[0] if values else None
+    if value is None:
+        return None
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_EVENT_ID_LENGTH:
+        return -1
+    return int(value)

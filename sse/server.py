@@ -22,6 +22,7 @@ from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
 from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
+from .history import history
 from .layers import InMemoryChannelLayer
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
@@ -171,6 +172,7 @@ class Service:
         """
         open_files = raise_open_file_limit()
         setup_tracing(self.config)
+        history.configure(self.config.replay_max_events, self.config.replay_window, self.config.replay_max_bytes)
         try:
             with tls.server_tls_files(self.config) as tls_files:
                 if self.embedded_nats is not None:

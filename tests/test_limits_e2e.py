@@ -112,7 +112,10 @@ async def open_unread_stream(port, user_id):
 
 
 async def test_slow_client_bounded_and_others_on_time(nats_url, jetstream, user_id):
-    service = ServiceProcess(nats_url, SSE_MAX_BUFFERED_EVENTS="1000", SSE_MAX_BUFFERED_BYTES="4MiB").start()
+    # No replay history, which would keep the 20 MB on purpose.
+    service = ServiceProcess(
+        nats_url, SSE_MAX_BUFFERED_EVENTS="1000", SSE_MAX_BUFFERED_BYTES="4MiB", SSE_REPLAY_MAX_EVENTS="0"
+    ).start()
     try:
         slow_user, fast_user = user_id + "-slow", user_id + "-fast"
         slow = await open_unread_stream(service.http_port, slow_user)
