@@ -1,7 +1,5 @@
 """
-Authentication of stream requests.
-
-Two kinds of token are accepted:
+Authentication of stream requests, tried in this order:
 
 * ``x-access-token``: the reva token that the oCIS proxy mints for each
   request, an HS256 JWT signed with ``SSE_JWT_SECRET`` whose user id is
@@ -9,16 +7,22 @@ Two kinds of token are accepted:
   ``user``; public-link and other restricted scopes are rejected.
 * ``Authorization: Bearer``: an access token issued by
   djangorestframework-simplejwt, for Django projects that mint their own.
+* ``?ticket=``: a single-use stream ticket (see ``sse.tickets``), on the
+  stream paths only.
+* The Django session cookie, when Channels' ``AuthMiddlewareStack`` put an
+  authenticated ``user`` into the scope, for same-origin requests only.
 
-When both headers are present, ``x-access-token`` wins, because the oCIS
-proxy forwards the browser's OpenID Connect bearer token alongside it.
+``x-access-token`` wins over ``Authorization`` because the oCIS proxy
+forwards the browser's OpenID Connect bearer token alongside it.
 """
 
 from typing import NamedTuple, Optional
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
 from .exceptions import AuthenticationFailed
+from .tickets import redeem_ticket
 
 # oCIS (golang-jwt v5) allows this much clock skew on exp and nbf.
 REVA_LEEWAY_SECONDS = 5
@@ -43,7 +47,7 @@ def header(scope, name):
     return None
 
 
-def authenticate(scope, jwt_secret):
+def authenticate(scope, jwt_secret, *, allow_ticket=True):
     """
     Return the ``Identity`` that the request in ``scope`` is authenticated as.
 
@@ -61,7 +65,31 @@ def authenticate(scope, jwt_secret):
         if scheme.lower() == "bearer" and credentials.strip():
             return authenticate_simplejwt_token(credentials.strip())
 
+    ticket = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
+    if ticket and allow_ticket:
+        # The stream may outlive the ticket: the ticket only opens it.
+        return Identity(redeem_ticket(ticket[0], jwt_secret))
+
+    user = scope.get("user")
+    if user is not None and user.is_authenticated and is_same_origin(scope):
+        return Identity(str(user.pk))
+
     raise AuthenticationFailed("not_authenticated", "Authentication credentials were not provided.")
+
+
+def is_same_origin(scope):
+    """
+    Whether the request comes from a page of this host, or from no page.
+
+    Browsers attach cookies to cross-origin requests too; accepting the
+    session cookie from any origin would let every website that the user
+    visits read the user's events.
+    """
+    origin = header(scope, b"origin")
+    if origin is None:
+        return True
+    host = header(scope, b"host")
+    return host is not None and urlsplit(origin).netloc.lower() == host.strip().lower()
 
 
 def authenticate_reva_token(token, jwt_secret):

@@ -9,7 +9,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ssesite.settings")
 django_application = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sse.routing import EventStreamRouter  # noqa: E402
@@ -19,4 +20,6 @@ from sse.routing import EventStreamRouter  # noqa: E402
 # without collectstatic. The handler serves them whether DEBUG is on or off.
 django_application = ASGIStaticFilesHandler(django_application)
 
-application = ProtocolTypeRouter({"http": EventStreamRouter(fallback=django_application)})
+# The auth middleware puts the user of the Django session cookie into the
+# scope, for browsers of the admin's users on the same origin.
+application = ProtocolTypeRouter({"http": AuthMiddlewareStack(EventStreamRouter(fallback=django_application))})

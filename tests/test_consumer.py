@@ -127,3 +127,20 @@ async def test_cancelled_consumer_leaves_groups():
     assert user_group("frank") not in layer.groups
     assert gauge.get() == before
 
+
+
+async def test_send_local_reaches_stream():
+    import sse
+
+    communicator, _ = await open_stream("grace")
+    await communicator.receive_output(1)
+
+    await sse.asend_local(["grace"], "local", "no NATS\nneeded")
+
+    assert await communicator.receive_output(1) == {
+        "type": "http.response.body",
+        "body": b"event: local\ndata: no NATS\ndata: needed\n\n",
+        "more_body": True,
+    }
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(1)

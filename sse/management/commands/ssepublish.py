@@ -1,12 +1,11 @@
 import asyncio
 
-import nats
 from django.core.management.base import BaseCommand, CommandError
 
-from sse.bridge import SUBJECT, nats_connect_options
+from sse.bridge import SUBJECT
 from sse.conf import get_config
 from sse.exceptions import SSEError
-from sse.wire import encode_envelope
+from sse.publishing import apublish
 
 
 class Command(BaseCommand):
@@ -23,28 +22,12 @@ class Command(BaseCommand):
         except SSEError as error:
             raise CommandError(str(error)) from None
 
-        data = encode_envelope(options["user_ids"], options["type"], options["message"])
         try:
-            sequence = asyncio.run(publish(config, data))
+            sequence = asyncio.run(apublish(options["user_ids"], options["type"], options["message"]))
+        except ValueError as error:
+            raise CommandError(f"--type is invalid: {error}") from None
         except Exception as error:
             reason = str(error) or type(error).__name__
             servers = ",".join(config.events_endpoint)
             raise CommandError(f"Publishing to NATS at {servers} failed: {reason}") from None
         self.stdout.write(f"Published to {SUBJECT} as stream sequence {sequence}.")
-
-
-async def ignore_error(error):
-    pass
-
-
-async def publish(config, data):
-    options = nats_connect_options(config)
-    # Two attempts per server, then nats.connect raises NoServersError.
-    # The callback keeps nats-py from printing each attempt's traceback.
-    options.update(max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=ignore_error)
-    connection = await nats.connect(**options)
-    try:
-        acknowledgement = await connection.jetstream().publish(SUBJECT, data, timeout=5)
-    finally:
-        await connection.close()
-    return acknowledgement.seq
