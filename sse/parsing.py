@@ -21,6 +21,11 @@ class Address(NamedTuple):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def all_interfaces(self):
+        """Whether the host is empty, ``0.0.0.0`` or ``::``, which all bind every interface."""
+        return self.host in ("", "0.0.0.0", "::")
+
 
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS = {
