@@ -153,7 +153,7 @@ class Registration:
         self._logged_errors.clear()
 
     async def _bucket(self, js):
-        """Return the registry bucket, creating it as oCIS would when it is missing."""
+        """Return the registry bucket, created with the storage and max age of oCIS when it is missing."""
         try:
             return await js.key_value(BUCKET)
         except nats.js.errors.BucketNotFoundError:
@@ -180,7 +180,7 @@ class Registration:
         self._checked_bucket_ttl = ttl
         if not ttl:
             logger.warning(
-                "The bucket %s has no max age, so the entry of a process that dies without deleting it stays", BUCKET
+                "The bucket %s has no max age, so the entry of a process that dies without deleting it is never removed", BUCKET
             )
         elif ttl <= self.config.registry_interval:
             logger.warning(

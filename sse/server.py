@@ -18,6 +18,7 @@ from .bridge import Bridge
 from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
+from .registration import Registration
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -65,6 +66,7 @@ class Service:
         self.embedded_nats = EmbeddedNATS(config.events_endpoint[0]) if embedded_nats else None
         self.bridge = None
         self.bridge_task = None
+        self.registration = None
 
     def run(self):
         """Serve until stopped; raises ``SSEError`` if a port could not be bound."""
@@ -104,6 +106,10 @@ class Service:
 
         reactor.callWhenRunning(self._start_bridge)
         reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
+        if self.config.registry:
+            self.registration = Registration(self.config)
+            reactor.callWhenRunning(self._start_registration, listening)
+            reactor.addSystemEventTrigger("before", "shutdown", self._stop_registration)
         logger.info(
             "Starting sse: streams on %s, debug server on %s, NATS %s, open file limit %s",
             self.config.http_addr,
@@ -131,3 +137,12 @@ class Service:
                     pass
 
         return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
+
+    def _start_registration(self, listening):
+        # Daphne binds its ports before the reactor runs, so the check shows
+        # whether the proxy would find a server at the registered address.
+        if listening():
+            self.registration.start()
+
+    def _stop_registration(self):
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self.registration.stop()))
