@@ -64,6 +64,13 @@ def test_ssehealth_passes_for_running_service(service):
     assert result.stdout == f"OK: http://127.0.0.1:{service.debug_port}/healthz returned 200\n"
 
 
+def test_ssehealth_uses_loopback_for_all_interfaces(service):
+    result = run_command("ssehealth", SSE_DEBUG_ADDR=f"0.0.0.0:{service.debug_port}")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"OK: http://127.0.0.1:{service.debug_port}/healthz returned 200\n"
+
+
 def test_ssehealth_fails_when_nothing_listens():
     port = free_port()
 
