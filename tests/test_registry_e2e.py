@@ -50,11 +50,15 @@ async def read_registry(url, **credentials):
     """
     connection = await nats.connect(url, **credentials)
     try:
+        js = connection.jetstream()
         try:
-            bucket = await connection.jetstream().key_value("service-registry")
-            nats_keys = await bucket.keys()
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+            bucket = await js.key_value("service-registry")
+        except nats.js.errors.BucketNotFoundError:
             return {}
+        # nats-py's KeyValue.keys() can return no keys at all while a key is
+        # rewritten, so the keys come from the subjects of the bucket's stream.
+        info = await js.stream_info("KV_service-registry", subjects_filter="$KV.service-registry.>")
+        nats_keys = [subject.removeprefix("$KV.service-registry.") for subject in info.state.subjects or {}]
 
         entries = {}
         for nats_key in nats_keys:
@@ -63,7 +67,11 @@ async def read_registry(url, **credentials):
             key = full_key.removeprefix("service-registry_")
             if not key.startswith(PREFIX):
                 continue
-            entry = await bucket.get(nats_key)
+            try:
+                entry = await bucket.get(nats_key)
+            except (nats.js.errors.KeyDeletedError, nats.js.errors.KeyNotFoundError):
+                # A delete marker, or an entry that expired since the listing.
+                continue
             envelope = json.loads(entry.value)
             assert envelope["key"] == key
             entries[key] = (json.loads(base64.b64decode(envelope["data"])), entry.revision)
