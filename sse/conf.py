@@ -34,7 +34,9 @@ from .parsing import (
     parse_log_level,
     parse_nats_servers,
     parse_origins,
+    parse_positive_duration,
     parse_readable_file,
+    parse_registry,
     parse_root,
     parse_size,
     parse_string,
@@ -256,6 +258,37 @@ class SSEConfig:
         "The PEM file of the key of the TLS server certificate.",
     )
 
+    # Service registry
+    registry: str = setting(
+        ["MICRO_REGISTRY", "SSE_REGISTRY"], "nats-js-kv", parse_registry,
+        "The service registry that the oCIS proxy finds the streams in: nats-js-kv, or none to not register.",
+    )
+    registry_address: tuple = setting(
+        ["MICRO_REGISTRY_ADDRESS"], "", optional(parse_nats_servers),
+        "The NATS servers of the nats-js-kv registry, comma-separated; empty means those of SSE_EVENTS_ENDPOINT.",
+    )
+    registry_auth_username: str = setting(
+        ["MICRO_REGISTRY_AUTH_USERNAME"], "", parse_string,
+        "The user name for the registry's NATS; without it and a password, the SSE_EVENTS_AUTH_* credentials are used.",
+    )
+    registry_auth_password: str = setting(
+        ["MICRO_REGISTRY_AUTH_PASSWORD"], "", parse_string,
+        "The password for the registry's NATS.",
+        secret=True,
+    )
+    registry_ttl: float = setting(
+        ["EXPERIMENTAL_REGISTER_TTL"], "30s", parse_positive_duration,
+        "How long an entry lives in the registry without a refresh, as a Go duration.",
+    )
+    registry_interval: float = setting(
+        ["EXPERIMENTAL_REGISTER_INTERVAL"], "25s", parse_positive_duration,
+        "How often the entry is refreshed, as a Go duration; it must be shorter than the TTL.",
+    )
+    registry_advertise_addr: Address | str = setting(
+        ["SSE_REGISTRY_ADVERTISE_ADDR"], "", optional(parse_address),
+        "The host:port registered for the streams; empty means SSE_HTTP_ADDR, with a reachable IP of this host when it binds every interface.",
+    )
+
     # Authentication
     jwt_secret: str = setting(
         ["OCIS_JWT_SECRET", "SSE_JWT_SECRET"], "", parse_string,
@@ -344,6 +377,12 @@ def _check_combinations(config):
             config.origin_of(name),
             getattr(config, name),
             "OCIS_HTTP_TLS_CERTIFICATE and OCIS_HTTP_TLS_KEY must be set together",
+        )
+    if config.registry and config.registry_interval >= config.registry_ttl:
+        raise ConfigurationError(
+            config.origin_of("registry_interval"),
+            f"{config.registry_interval:g}s",
+            f"the registry entry must be refreshed before it expires, so set it below the TTL of {config.registry_ttl:g}s",
         )
     if config.tracing_enabled and not (config.tracing_endpoint or config.tracing_collector):
         raise ConfigurationError(

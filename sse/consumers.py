@@ -7,13 +7,14 @@ import json
 import logging
 import random
 import time
+import uuid
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import cors, metrics, tracing
+from . import __version__, cors, metrics, tracing
 from .authentication import authenticate, header
 from .conf import get_config
 from .exceptions import AuthenticationFailed
@@ -32,6 +33,10 @@ STREAM_HEADERS = [
     # back until its buffer fills.
     (b"x-accel-buffering", b"no"),
 ]
+
+# oCIS adds this header, with the service's version, to every response of
+# the service.
+VERSION_HEADER = (b"x-sse-version", __version__.encode())
 
 # The first bytes of every stream. Sending something at once makes the
 # server flush the headers, so proxies and clients see the stream open.
@@ -84,6 +89,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         # (stream creation time, stream sequence) of the last event written,
         # to skip the copies that a redelivery after a bridge failure sends.
         self.last_event = ("", 0)
+        self._request_id = None
 
     async def __call__(self, scope, receive, send):
         try:
@@ -114,8 +120,17 @@ class EventStreamConsumer(AsyncHttpConsumer):
             raise StopConsumer()
 
     async def send_headers(self, *, status=200, headers=None):
+        """Send the response head with the version and request id headers added."""
         if self.span is not None:
             self.span.set_attribute("http.response.status_code", status)
+        if isinstance(headers, dict):
+            headers = headers.items()
+        headers = [
+            *(headers or ()),
+            VERSION_HEADER,
+            # Echoed so that a client can quote it when it reports a problem.
+            (b"x-request-id", self.request_id().encode("latin-1")),
+        ]
         await super().send_headers(status=status, headers=headers)
 
     async def handle(self, body):
@@ -344,9 +359,15 @@ class EventStreamConsumer(AsyncHttpConsumer):
             self.span = None
 
     def request_id(self):
-        """Return the client's X-Request-ID for log lines, cut to 128 printable characters."""
-        value = header(self.scope, b"x-request-id") or "-"
-        return "".join(character for character in value[:128] if character.isprintable())
+        """
+        Return the id of this request for log lines and the response: the
+        client's X-Request-ID cut to 128 printable characters, or a new UUID.
+        """
+        if self._request_id is None:
+            value = header(self.scope, b"x-request-id") or ""
+            value = "".join(character for character in value[:128] if character.isprintable()).strip()
+            self._request_id = value or str(uuid.uuid4())
+        return self._request_id
 
 
 def requested_last_event_id(scope):

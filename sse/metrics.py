@@ -38,6 +38,10 @@ NATS_CONNECTED = Gauge(
     "sse_nats_connected",
     "1 while the bridge is connected to NATS and its consumer is bound, else 0.",
 )
+REGISTRY_REGISTERED = Gauge(
+    "sse_registry_registered",
+    "1 while the last write of this process's service registry entry succeeded, else 0.",
+)
 
 # Every label value is created up front so that its series exists, at zero,
 # from the start. A rate() over a series that appears late misses its first

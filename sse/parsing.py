@@ -21,6 +21,11 @@ class Address(NamedTuple):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def all_interfaces(self):
+        """Whether the host is empty, ``0.0.0.0`` or ``::``, which all bind every interface."""
+        return self.host in ("", "0.0.0.0", "::")
+
 
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS = {
@@ -156,6 +161,31 @@ def parse_tracing_type(text):
     if tracing_type not in TRACING_TYPES:
         raise ValueError("expected jaeger, otlp or an empty value (which means jaeger)")
     return tracing_type or "jaeger"
+
+
+# oCIS also accepts natsjs and nats-js as names of its NATS key-value registry.
+REGISTRY_ALIASES = ("nats-js-kv", "natsjs", "nats-js")
+
+
+def parse_registry(text):
+    """Parse a service registry type into ``"nats-js-kv"``, or ``""`` for none."""
+    registry = text.strip().lower()
+    if registry in ("", "none"):
+        return ""
+    if registry in REGISTRY_ALIASES:
+        return "nats-js-kv"
+    raise ValueError(
+        "expected nats-js-kv (or its aliases natsjs and nats-js) to register in the NATS key-value registry, "
+        "or none to not register; other go-micro registries such as memory or kubernetes are not supported"
+    )
+
+
+def parse_positive_duration(text):
+    """Parse a Go duration that must be longer than zero."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("expected a Go duration longer than zero, such as 30s")
+    return seconds
 
 
 def parse_readable_file(text):

@@ -24,6 +24,7 @@ from .exceptions import SSEError
 from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
 from .history import history
 from .layers import InMemoryChannelLayer
+from .registration import Registration
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -164,6 +165,7 @@ class Service:
         self.run_bridge = run_bridge
         self.bridge = None
         self.bridge_task = None
+        self.registration = None
 
     def run(self):
         """
@@ -229,6 +231,10 @@ class Service:
         if self.run_bridge:
             reactor.callWhenRunning(self._start_bridge)
             reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
+        if self.config.registry and self.serve_http:
+            self.registration = Registration(self.config)
+            reactor.callWhenRunning(self._start_registration, listening)
+            reactor.addSystemEventTrigger("before", "shutdown", self._stop_registration)
         logger.info(
             "Starting sse: streams on %s, debug server on http://%s, NATS %s, channel layer %s, open file limit %s",
             (f"{'http' if tls_files is None else 'https'}://{self.config.http_addr}" if self.serve_http else "none"),
@@ -257,3 +263,12 @@ class Service:
                     pass
 
         return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
+
+    def _start_registration(self, listening):
+        # Daphne binds its ports before the reactor runs, so the check shows
+        # whether the proxy would find a server at the registered address.
+        if listening():
+            self.registration.start()
+
+    def _stop_registration(self):
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self.registration.stop()))

@@ -2,6 +2,7 @@
 The "SSE settings" admin page, through Django's test client.
 """
 
+import html as html_module
 import re
 
 import pytest
@@ -30,12 +31,12 @@ def clean_environment(monkeypatch):
 
 
 def cell(html, name, column):
-    """Return the text of the ``column`` cell in the row of setting ``name``."""
+    """Return the text of the ``column`` cell in the row of setting ``name``, HTML entities decoded."""
     row = re.search(rf'<tr id="setting-{name}">(.*?)</tr>', html, re.DOTALL)
     assert row is not None, f"no row for {name}"
     match = re.search(rf'<td class="{column}">(.*?)</td>', row.group(1), re.DOTALL)
     assert match is not None, f"no {column} cell for {name}"
-    return match.group(1)
+    return html_module.unescape(match.group(1))
 
 
 def live(html, key):

@@ -271,16 +271,20 @@ async def test_event_ids_increase(service, jetstream, user_id):
     await stream.close()
 
 
+async def wait_for_metric(service, name, value, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while service.metric(name) != value and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return service.metric(name)
+
+
 async def test_disconnect_leaves_groups(service, user_id):
-    before = service.metric("sse_connections_active")
+    # Streams closed by earlier tests may still be winding down.
+    assert await wait_for_metric(service, "sse_connections_active", 0) == 0
     streams = [await open_stream(service, user_id) for _ in range(3)]
-    assert service.metric("sse_connections_active") == before + 3
+    assert service.metric("sse_connections_active") == 3
 
     for stream in streams:
         await stream.close()
 
-    for _ in range(100):
-        if service.metric("sse_connections_active") == before:
-            break
-        await asyncio.sleep(0.05)
-    assert service.metric("sse_connections_active") == before
+    assert await wait_for_metric(service, "sse_connections_active", 0) == 0

@@ -17,6 +17,7 @@ import pytest
 from sse.wire import encode_envelope
 
 from .conftest import token_for
+from .test_delivery import wait_for_metric
 from .http import request
 from .service import ROOT, ServiceProcess, free_port
 
@@ -111,7 +112,9 @@ async def test_signal_ends_open_streams(nats_url, jetstream, user_id, stop_signa
 
 
 async def test_connect_close_cycles_return_gauge(service, user_id):
-    start = service.metric("sse_connections_active")
+    # Streams closed by earlier tests may still be winding down.
+    assert await wait_for_metric(service, "sse_connections_active", 0) == 0
+    opened_before = service.metric("sse_connections_total")
 
     async def cycles(count):
         for _ in range(count):
@@ -120,12 +123,8 @@ async def test_connect_close_cycles_return_gauge(service, user_id):
 
     await asyncio.gather(*(cycles(100) for _ in range(10)))
 
-    for _ in range(100):
-        if service.metric("sse_connections_active") == start:
-            break
-        await asyncio.sleep(0.05)
-    assert service.metric("sse_connections_active") == start
-    assert service.metric("sse_connections_total") >= 1000
+    assert await wait_for_metric(service, "sse_connections_active", 0) == 0
+    assert service.metric("sse_connections_total") == opened_before + 1000
 
 
 async def test_stream_still_delivers_after_cycles(service, jetstream, user_id):

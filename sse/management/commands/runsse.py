@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from sse import __version__
 from sse.conf import get_config
 from sse.exceptions import SSEError
 
@@ -9,6 +10,11 @@ class Command(BaseCommand):
         "Run the Server-Sent Events service: the stream server on SSE_HTTP_ADDR, "
         "the debug server on SSE_DEBUG_ADDR and the bridge from NATS JetStream."
     )
+
+    def get_version(self):
+        # BaseCommand's --version prints Django's version, but the operator
+        # of this service needs the version of the service.
+        return __version__
 
     def add_arguments(self, parser):
         parser.add_argument(
