@@ -2,7 +2,7 @@
 Back-pressure from the client's socket to the stream consumer.
 
 daphne writes every ``http.response.body`` message into Twisted's send
-buffer at once and never tells the application that the client stopped
+buffer at once and never signals the application that the client stopped
 reading, so a stalled client would grow the process without bound.
 ``runsse`` therefore puts a factory of ``FlowControl`` into the ASGI scope
 (``scope["extensions"]["sse.flow_control"]``). A ``FlowControl`` is a

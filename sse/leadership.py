@@ -3,7 +3,7 @@ Leader election among the bridges that share one durable consumer.
 
 Bridges that pull from the same consumer in parallel would hand events to
 the channel layer out of order. So only one bridge, the leader, pulls; the
-others wait. The leader holds a key in a JetStream key-value bucket whose
+others wait. The leader owns a key in a JetStream key-value bucket whose
 entries expire after ``LEADER_TTL_SECONDS``; it rewrites the key well
 before that, and deletes it when it stops. When a leader dies, its key
 expires and a waiting bridge creates it and takes over.

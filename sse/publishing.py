@@ -51,7 +51,7 @@ async def apublish(user_ids, event_type, message, *, connection=None):
 
 
 def publish(user_ids, event_type, message):
-    """The synchronous twin of ``apublish``, for views and management commands."""
+    """Publish like ``apublish``, from synchronous code such as views and management commands."""
     return async_to_sync(apublish)(user_ids, event_type, message)
 
 
@@ -67,5 +67,5 @@ async def asend_local(user_ids, event_type, message):
 
 
 def send_local(user_ids, event_type, message):
-    """The synchronous twin of ``asend_local``."""
+    """Send like ``asend_local``, from synchronous code."""
     async_to_sync(asend_local)(user_ids, event_type, message)

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 class TicketConsumer(AsyncHttpConsumer):
     """
-    Answer an authenticated POST with ``{"ticket": ..., "expires_in": 30}``.
+    Respond to an authenticated POST with ``{"ticket": ..., "expires_in": 30}``.
 
     The request authenticates like a stream request, except that a ticket
     cannot buy another ticket. Browsers on another origin need ``POST`` in

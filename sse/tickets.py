@@ -2,7 +2,7 @@
 Short-lived, single-use stream tickets for clients that cannot send
 headers, such as the browser's native ``EventSource``.
 
-A client that holds a token POSTs to ``<root>/sse/ticket`` and gets a
+A client that has a token POSTs to ``<root>/sse/ticket`` and gets a
 ticket, then opens ``<root>/sse?ticket=...``. A ticket is signed with
 ``SSE_JWT_SECRET``, names the user, expires after ``TICKET_TTL_SECONDS``
 and is accepted once, so long-lived tokens never appear in URLs or access
