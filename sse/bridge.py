@@ -111,6 +111,7 @@ class Bridge:
         self.channel_layer = channel_layer or get_channel_layer()
         self.shared = shared
         self.consumer_name = config.consumer_name if shared else f"sse-{uuid.uuid4()}"
+        self.node_id = str(uuid.uuid4())
         # When the stream was created; it tells a reset stream, whose
         # sequence numbers start again at 1, from the one before.
         self.stream_created = ""
@@ -122,6 +123,7 @@ class Bridge:
         # consumer is recreated.
         self.last_sequence = None
         self._stopping = asyncio.Event()
+        self._delivered_since_failure = False
         self._last_error = None
         self._last_error_logged_at = 0.0
         self._suppressed_errors = 0
@@ -140,10 +142,10 @@ class Bridge:
         """Connect, then move events until ``stop()`` is called; retries every failure with backoff."""
         delay = RETRY_MIN_SECONDS
         while not self._stopping.is_set():
+            self._delivered_since_failure = False
             try:
                 await self._connect()
                 await self._subscribe()
-                delay = RETRY_MIN_SECONDS
                 await self._consume()
             except asyncio.CancelledError:
                 raise
@@ -151,7 +153,12 @@ class Bridge:
                 self.ready = False
                 if self._stopping.is_set():
                     break
-                logger.warning("NATS consumer failed, retrying in %.1fs: %s", delay, error)
+                # The backoff starts over only once events flowed again, so
+                # a failure that recurs right after reconnecting backs off.
+                if self._delivered_since_failure:
+                    delay = RETRY_MIN_SECONDS
+                reason = str(error) or type(error).__name__
+                logger.warning("Moving events failed, retrying in %.1fs: %s", delay, reason)
                 await self._sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
@@ -206,7 +213,7 @@ class Bridge:
         self.stream_created = str(stream.created)
         if self.shared:
             # The leader sets up the consumer when it takes over.
-            self.leadership = Leadership(js, self.consumer_name, f"{uuid.uuid4()}")
+            self.leadership = Leadership(js, self.consumer_name, self.node_id)
             self.subscription = None
             self.ready = True
             return
@@ -297,6 +304,8 @@ class Bridge:
             settle = [await self.handle(message) for message in messages]
             for acknowledge in settle:
                 await acknowledge()
+            if messages:
+                self._delivered_since_failure = True
 
     async def handle(self, message):
         """

@@ -217,6 +217,8 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
         if config.keepalive_interval > 0:
             self.keepalive_task = asyncio.create_task(self.send_keepalives(config.keepalive_interval))
+            if self.flow is not None:
+                self.flow.drop_if_unacknowledged(STALLED_KEEPALIVE_INTERVALS * config.keepalive_interval)
         if identity.expires_at is not None:
             self.expiry_task = asyncio.create_task(self.expire_at(identity.expires_at))
 

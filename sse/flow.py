@@ -13,6 +13,7 @@ drained. The consumer holds events back while it is paused, up to a limit.
 
 import asyncio
 import collections
+import socket
 import time
 
 from twisted.internet.interfaces import IPushProducer
@@ -54,11 +55,40 @@ class FlowControl:
         if self.request.producer is self and not self.request.finished:
             self.request.unregisterProducer()
 
+    def drop_if_unacknowledged(self, seconds):
+        """
+        Have the kernel drop the connection when data it sent stays
+        unacknowledged for ``seconds``: the client vanished without closing
+        (a half-open connection). Keep-alive comments give it data to send.
+        """
+        sock = tcp_socket(self.request.channel)
+        if sock is not None:
+            set_unacknowledged_timeout(sock, seconds)
+
     def abort(self):
         """Drop the connection at once, with whatever Twisted still buffers for it."""
         transport = getattr(self.request.channel, "transport", None)
         if transport is not None:
             transport.abortConnection()
+
+
+def tcp_socket(channel):
+    """Return the TCP socket under ``channel``'s transport, through a TLS layer if there is one."""
+    transport = getattr(channel, "transport", None)
+    while transport is not None:
+        get_handle = getattr(transport, "getHandle", None)
+        handle = get_handle() if get_handle is not None else None
+        if isinstance(handle, socket.socket):
+            return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def set_unacknowledged_timeout(sock, seconds):
+    """Set ``TCP_USER_TIMEOUT`` (Linux only; elsewhere nothing happens)."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(int(seconds * 1000), 1))
 
 
 def flow_control_factory(request):

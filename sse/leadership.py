@@ -70,7 +70,16 @@ class Leadership:
         try:
             self.revision = await bucket.create(self.key, self.node_id)
         except nats.js.errors.KeyWrongLastSequenceError:
-            return False, False
+            # The key may still be this bridge's own, from before a
+            # failure that reset its state; then it takes the lead back
+            # at once instead of waiting for the key to expire.
+            try:
+                entry = await bucket.get(self.key)
+            except nats.js.errors.KeyNotFoundError:
+                return False, False
+            if entry.value != self.node_id:
+                return False, False
+            self.revision = entry.revision
         self.refreshed_at = now
         logger.info("Took the lead of consumer %s", self.key)
         return True, True

@@ -24,6 +24,7 @@ from .exceptions import SSEError
 from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
 from .history import history
 from .layers import InMemoryChannelLayer
+from .redis_watch import RedisWatch
 from .registration import Registration
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
@@ -93,6 +94,19 @@ def is_process_local(layer):
     return isinstance(layer, (InMemoryChannelLayer, ChannelsInMemoryChannelLayer))
 
 
+async def end_local_streams():
+    """Ask every stream of this process to end with a ``retry:``, so that its client reconnects."""
+    layer = get_channel_layer()
+    channels = list(status.channels)
+    for channel in channels:
+        try:
+            await layer.send(channel, {"type": "sse.shutdown"})
+        except Exception as error:
+            logger.warning("Could not ask a stream to end: %s", error)
+    if channels:
+        logger.info("Ending %d streams", len(channels))
+
+
 class StreamServer(daphne.server.Server):
     """
     daphne's server with two additions for long-lived streams: each HTTP
@@ -131,15 +145,7 @@ class StreamServer(daphne.server.Server):
             if port.getHost().port == self.stream_port:
                 await defer.maybeDeferred(port.stopListening).asFuture(loop)
 
-        layer = get_channel_layer()
-        channels = list(status.channels)
-        for channel in channels:
-            try:
-                await layer.send(channel, {"type": "sse.shutdown"})
-            except Exception as error:
-                logger.warning("Could not ask a stream to end: %s", error)
-        if channels:
-            logger.info("Ending %d streams", len(channels))
+        await end_local_streams()
 
         deadline = loop.time() + self.drain_timeout
         while status.channels and loop.time() < deadline:
@@ -165,6 +171,7 @@ class Service:
         self.run_bridge = run_bridge
         self.bridge = None
         self.bridge_task = None
+        self.redis_watch = None
         self.registration = None
 
     def run(self):
@@ -212,6 +219,10 @@ class Service:
             checks["http"] = listening
         if self.run_bridge:
             checks["nats"] = lambda: self.bridge.ready
+        if self.config.channel_layer_url:
+            self.redis_watch = RedisWatch(self.config.channel_layer_url, on_recovered=end_local_streams)
+            checks["redis"] = lambda: self.redis_watch.ready
+            reactor.callWhenRunning(lambda: asyncio.ensure_future(self.redis_watch.run()))
         debug = DebugApplication(
             self.config,
             health_checks={"http": listening} if self.serve_http else {},

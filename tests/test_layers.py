@@ -132,3 +132,4 @@ async def test_group_send_copies_message_once():
     received = [await layer.receive(first), await layer.receive(second)]
     assert received[0]["payload"] == {"nested": 1}
     assert received[0] is received[1]
+

@@ -9,7 +9,10 @@ NATS server and the real Redis at 127.0.0.1:6379.
 """
 
 import asyncio
+import re
 import signal
+import subprocess
+import time
 import uuid
 
 import pytest
@@ -19,7 +22,7 @@ from sse.wire import encode_envelope
 
 from .conftest import token_for
 from .http import request
-from .service import ServiceProcess
+from .service import ServiceProcess, free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -144,3 +147,72 @@ def test_bridge_only_refused_with_in_memory_layer(nats_url):
     assert service.process.wait(5) == 1
     assert "the channel layer InMemoryChannelLayer reaches only this process" in str(failure.value)
     assert "set SSE_CHANNEL_LAYER_URL=redis://... to run them apart" in str(failure.value)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test on a free port, which the test may stop and start again."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+
+    def start():
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return process
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    server = {"process": start(), "start": start, "url": f"redis://127.0.0.1:{port}/0"}
+    yield server
+    server["process"].terminate()
+    server["process"].wait()
+
+
+async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_id):
+    consumer = f"sse-test-{uuid.uuid4().hex[:8]}"
+    environment = {"SSE_CHANNEL_LAYER_URL": own_redis["url"], "SSE_CONSUMER_NAME": consumer, "SSE_EVENTS_ACK_WAIT": "2s"}
+    bridge = ServiceProcess(nats_url, args=["--bridge-only"], **environment).start()
+    server = ServiceProcess(nats_url, args=["--http-only"], **environment).start()
+    try:
+        stream = await open_stream(server, user_id)
+        (first,) = await publish_numbers(jetstream, user_id, [1])
+        await assert_receives(stream, [first], [1])
+
+        own_redis["process"].terminate()
+        own_redis["process"].wait()
+        await asyncio.to_thread(server.wait_until, lambda: server.get("/readyz")[0] == 503, 10, "unready")
+        assert b"redis: not ready" in server.get("/readyz")[1]
+        during = await publish_numbers(jetstream, user_id, [2, 3])
+        own_redis["process"] = own_redis["start"]()
+
+        # Redis pub/sub keeps nothing for a disconnected subscriber, so
+        # once Redis is back the stream ends with a retry: and the client
+        # reconnects with its Last-Event-ID. Anything written before that
+        # is in order.
+        blocks = [await stream.read_block(timeout=30)]
+        while not blocks[-1].startswith(b"retry:"):
+            blocks.append(await stream.read_block(timeout=30))
+        assert re.fullmatch(rb"retry: \d+\n\n", blocks[-1])
+        assert await stream.read_to_end() == b""
+        received = blocks[:-1]
+        expected = [b"id: %d\nevent: n\ndata: %d\n\n" % (sequence, number) for sequence, number in zip(during, [2, 3])]
+        assert received == expected[: len(received)]
+        await stream.close()
+
+        last_id = first if not received else during[len(received) - 1]
+        await asyncio.to_thread(server.wait_until, lambda: server.get("/readyz")[0] == 200, 10, "ready")
+        stream = await request(server.http_port, "/sse", [("x-access-token", token_for(user_id)), ("Last-Event-ID", str(last_id))])
+        assert await stream.read_block() == b": stream opened\n\n"
+        # An --http-only process keeps no history, so it cannot replay.
+        assert await stream.read_block() == b"event: stream-reset\ndata: \n\n"
+        after = await publish_numbers(jetstream, user_id, [4])
+        await assert_receives(stream, after, [4], timeout=10)
+        await stream.close()
+    finally:
+        assert server.stop() == 0, server.output()
+        assert bridge.stop() == 0, bridge.output()
+        await delete_consumer(jetstream, consumer)
