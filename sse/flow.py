@@ -15,7 +15,9 @@ import asyncio
 import collections
 import time
 
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 EXTENSION = "sse.flow_control"
@@ -55,10 +57,25 @@ class FlowControl:
             self.request.unregisterProducer()
 
     def abort(self):
-        """Drop the connection at once, with whatever Twisted still buffers for it."""
-        transport = getattr(self.request.channel, "transport", None)
+        """
+        Drop the response at once, with whatever Twisted still buffers for
+        it: the connection under HTTP/1.1, only this stream under HTTP/2.
+        """
+        channel = self.request.channel
+        if channel is None:
+            return
+        transport = getattr(channel, "transport", None)
         if transport is not None:
             transport.abortConnection()
+            return
+
+        # Under HTTP/2 the channel is one stream of a shared connection and
+        # has no transport. Its abortConnection() sends RST_STREAM for this
+        # stream only, so the client's other streams keep running. Twisted
+        # does not tell the request that the stream is gone, so daphne would
+        # keep it as a live connection forever; connectionLost() does that.
+        channel.abortConnection()
+        channel.connectionLost(Failure(ConnectionAborted("the client stopped reading")))
 
 
 def flow_control_factory(request):
