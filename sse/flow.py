@@ -33,6 +33,7 @@ class FlowControl:
         self.resumed = asyncio.Event()
         self.resumed.set()
         request.registerProducer(self, True)
+        keep_http2_connection_open(request)
 
     @property
     def paused(self):
@@ -76,6 +77,25 @@ class FlowControl:
         # keep it as a live connection forever; connectionLost() does that.
         channel.abortConnection()
         channel.connectionLost(Failure(ConnectionAborted("the client stopped reading")))
+
+
+def keep_http2_connection_open(request):
+    """
+    Turn off the idle timeout of the HTTP/2 connection that carries
+    ``request``, if it is one.
+
+    Twisted (26.10) closes an HTTP/2 connection after 60 seconds without a
+    frame in either direction, even while streams are open, so a stream
+    that has no event and no keep-alive for a minute would end with a
+    GOAWAY. Under HTTP/1.1 Twisted stops that timeout while a response is
+    in progress. The timeout stays off for the rest of the connection,
+    which the client closes when it no longer needs it.
+    """
+    # twisted.web._http2.H2Stream keeps its connection in _conn; an
+    # HTTP/1.1 channel has no such attribute.
+    connection = getattr(request.channel, "_conn", None)
+    if connection is not None:
+        connection.setTimeout(None)
 
 
 def flow_control_factory(request):
