@@ -70,11 +70,10 @@ class FlowControl:
             transport.abortConnection()
             return
 
-        # Under HTTP/2 the channel is one stream of a shared connection and
-        # has no transport. Its abortConnection() sends RST_STREAM for this
-        # stream only, so the client's other streams keep running. Twisted
-        # does not tell the request that the stream is gone, so daphne would
-        # keep it as a live connection forever; connectionLost() does that.
+        # Under HTTP/2 the channel is one stream of a shared connection, with
+        # no transport. abortConnection() resets only this stream, so the
+        # client's other streams keep running. Twisted does not report that
+        # reset to the request, so connectionLost() tells daphne it is gone.
         channel.abortConnection()
         channel.connectionLost(Failure(ConnectionAborted("the client stopped reading")))
 
