@@ -219,9 +219,18 @@ async def test_http2_eight_streams(browser, page_url, nats_url, jetstream, user_
         await wait_active(service, 8)
         sequence = await publish(jetstream, user_id, "n", "to every tab")
         received = await wait_received(page, 8)
+
+        # Aborting a fetch resets its stream; the other seven stay open.
+        await page.evaluate("window.unsubscribe('tab 0')")
+        await wait_active(service, 7)
+        after = await publish(jetstream, user_id, "n", "after one tab closed")
+        later = await wait_received(page, 15)
     finally:
         assert service.stop() == 0, service.output()
 
     assert sorted(event["stream"] for event in received) == [f"tab {number}" for number in range(8)]
     for event in received:
         assert (event["id"], event["type"], event["data"]) == (str(sequence), "n", "to every tab")
+    assert sorted(event["stream"] for event in later[8:]) == [f"tab {number}" for number in range(1, 8)]
+    for event in later[8:]:
+        assert (event["id"], event["type"], event["data"]) == (str(after), "n", "after one tab closed")
