@@ -16,7 +16,9 @@ import collections
 import socket
 import time
 
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 EXTENSION = "sse.flow_control"
@@ -32,6 +34,7 @@ class FlowControl:
         self.resumed = asyncio.Event()
         self.resumed.set()
         request.registerProducer(self, True)
+        keep_http2_connection_open(request)
 
     @property
     def paused(self):
@@ -66,10 +69,43 @@ class FlowControl:
             set_unacknowledged_timeout(sock, seconds)
 
     def abort(self):
-        """Drop the connection at once, with whatever Twisted still buffers for it."""
-        transport = getattr(self.request.channel, "transport", None)
+        """
+        Drop the response at once, with whatever Twisted still buffers for
+        it: the connection under HTTP/1.1, only this stream under HTTP/2.
+        """
+        channel = self.request.channel
+        if channel is None:
+            return
+        transport = getattr(channel, "transport", None)
         if transport is not None:
             transport.abortConnection()
+            return
+
+        # Under HTTP/2 the channel is one stream of a shared connection, with
+        # no transport. abortConnection() resets only this stream, so the
+        # client's other streams keep running. Twisted does not report that
+        # reset to the request, so connectionLost() tells daphne it is gone.
+        channel.abortConnection()
+        channel.connectionLost(Failure(ConnectionAborted("the client stopped reading")))
+
+
+def keep_http2_connection_open(request):
+    """
+    Turn off the idle timeout of the HTTP/2 connection that carries
+    ``request``, if it is one.
+
+    Twisted (26.10) closes an HTTP/2 connection after 60 seconds without a
+    frame in either direction, even while streams are open, so a stream
+    that has no event and no keep-alive for a minute would end with a
+    GOAWAY. Under HTTP/1.1 Twisted stops that timeout while a response is
+    in progress. The timeout stays off for the rest of the connection,
+    which the client closes when it no longer needs it.
+    """
+    # twisted.web._http2.H2Stream keeps its connection in _conn; an
+    # HTTP/1.1 channel has no such attribute.
+    connection = getattr(request.channel, "_conn", None)
+    if connection is not None:
+        connection.setTimeout(None)
 
 
 def tcp_socket(channel):
