@@ -26,7 +26,12 @@ from .service import ServiceProcess
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing; .ci/run installs it")
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed():
+    """Fail loudly, not skip, when the browser these tests need is missing."""
+    assert shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is missing; .ci/run installs it with apt"
+
 
 # Without these flags Chromium connects to Google's services at start-up,
 # and those connections fail on a machine without internet access.
@@ -234,3 +239,28 @@ async def test_http2_eight_streams(browser, page_url, nats_url, jetstream, user_
     assert sorted(event["stream"] for event in later[8:]) == [f"tab {number}" for number in range(1, 8)]
     for event in later[8:]:
         assert (event["id"], event["type"], event["data"]) == (str(after), "n", "after one tab closed")
+
+
+async def test_native_event_source_with_ticket(browser, page_url, nats_url, jetstream, user_id):
+    # A page on another origin POSTs for its ticket, so POST must be allowed.
+    service = ServiceProcess(nats_url, SSE_CORS_ALLOW_METHODS="GET,POST").start()
+    try:
+        page = await open_page(browser, page_url)
+        ticket_url = f"http://127.0.0.1:{service.http_port}/sse/ticket"
+        await page.evaluate(
+            "([stream, ticket, token]) => window.openTicketedEventSource(stream, ticket, token, 'native')",
+            [stream_url(service), ticket_url, token_for(user_id)],
+        )
+        await page.wait_for_function("window.sourceEvents.length >= 1", timeout=5000)
+
+        sequence = await publish(jetstream, user_id, "native", "to a native EventSource")
+        await page.wait_for_function("window.sourceEvents.length >= 2", timeout=5000)
+        events = await page.evaluate("window.sourceEvents")
+        await page.evaluate("window.ticketedSource.close()")
+    finally:
+        assert service.stop() == 0, service.output()
+
+    assert events == [
+        {"type": "open", "readyState": 1},
+        {"type": "native", "id": str(sequence), "data": "to a native EventSource"},
+    ]
