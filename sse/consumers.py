@@ -21,6 +21,7 @@ from .exceptions import AuthenticationFailed
 from .flow import EXTENSION as FLOW_CONTROL, Outbox
 from .groups import BROADCAST_GROUP, user_group
 from .history import history
+from .replay import replay
 from .status import status
 from .wire import encode_comment, encode_frame
 
@@ -224,9 +225,9 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
     async def replay_missed_events(self):
         """
-        Write the events after the client's ``Last-Event-ID`` that the
-        history still has, or a ``stream-reset`` event when it cannot tell
-        what the client missed.
+        Write the events after the client's ``Last-Event-ID``, from the
+        history of this process or else from the JetStream stream, or a
+        ``stream-reset`` event when neither can tell what the client missed.
 
         The groups were joined before, so live events that arrive meanwhile
         wait in the channel; the ones also replayed here are skipped as
@@ -235,7 +236,11 @@ class EventStreamConsumer(AsyncHttpConsumer):
         last_event_id = requested_last_event_id(self.scope)
         if last_event_id is None:
             return
-        missed = history.since(last_event_id, self.groups) if last_event_id >= 0 else None
+        missed = None
+        if last_event_id >= 0:
+            missed = history.since(last_event_id, self.groups)
+            if missed is None:
+                missed = await replay.since(last_event_id, self.groups)
         if missed is None:
             logger.debug("Stream reset for Last-Event-ID", extra={"request_id": self.request_id(), "user_id": self.user_id})
             await self.send_body(STREAM_RESET, more_body=True)

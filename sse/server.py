@@ -26,6 +26,7 @@ from .history import history
 from .layers import InMemoryChannelLayer
 from .redis_watch import RedisWatch
 from .registration import Registration
+from .replay import replay
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -182,6 +183,7 @@ class Service:
         open_files = raise_open_file_limit()
         setup_tracing(self.config)
         history.configure(self.config.replay_max_events, self.config.replay_window, self.config.replay_max_bytes)
+        replay.configure(self.config)
         try:
             with tls.server_tls_files(self.config) as tls_files:
                 if self.embedded_nats is not None:
@@ -242,6 +244,7 @@ class Service:
         if self.run_bridge:
             reactor.callWhenRunning(self._start_bridge)
             reactor.addSystemEventTrigger("before", "shutdown", self._stop_bridge)
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromFuture(asyncio.ensure_future(replay.close())))
         if self.config.registry and self.serve_http:
             self.registration = Registration(self.config)
             reactor.callWhenRunning(self._start_registration, listening)

@@ -181,3 +181,23 @@ async def test_stream_ends_when_token_expires(service, user_id):
     assert again.status == 401
     assert json.loads(body)["code"] == "token_expired"
     await again.close()
+
+
+async def test_reconnect_to_process_started_later(service, nats_url, jetstream, user_id):
+    stream = await open_stream(service, user_id)
+    seen = await publish(jetstream, user_id, "seen")
+    assert await stream.read_event() == event(seen, "seen")
+    await stream.close()
+    missed = await publish(jetstream, user_id, "missed")
+
+    # The new process has no history of these events; the stream has.
+    later = ServiceProcess(nats_url).start()
+    try:
+        stream = await open_stream(later, user_id, [("Last-Event-ID", str(seen))])
+
+        assert await stream.read_event() == event(missed, "missed")
+        live = await publish(jetstream, user_id, "live")
+        assert await stream.read_event() == event(live, "live")
+        await stream.close()
+    finally:
+        assert later.stop() == 0
