@@ -9,7 +9,7 @@ Authentication of stream requests, tried in this order:
   djangorestframework-simplejwt, for Django projects that mint their own.
 * ``?ticket=``: a single-use stream ticket (see ``sse.tickets``), on the
   stream paths only.
-* The Django session cookie, when Channels' ``AuthMiddlewareStack`` put an
+* The Django session cookie, when ``sse.middleware.SessionAuthMiddleware`` put an
   authenticated ``user`` into the scope, for same-origin requests only.
 
 ``x-access-token`` wins over ``Authorization`` because the oCIS proxy

@@ -9,10 +9,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ssesite.settings")
 django_application = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from sse.middleware import SessionAuthMiddleware  # noqa: E402
 from sse.routing import EventStreamRouter  # noqa: E402
 
 # runsse is the only server of the stand-alone service, so it also serves
@@ -22,4 +22,4 @@ django_application = ASGIStaticFilesHandler(django_application)
 
 # The auth middleware puts the user of the Django session cookie into the
 # scope, for browsers of the admin's users on the same origin.
-application = ProtocolTypeRouter({"http": AuthMiddlewareStack(EventStreamRouter(fallback=django_application))})
+application = ProtocolTypeRouter({"http": SessionAuthMiddleware(EventStreamRouter(fallback=django_application))})
