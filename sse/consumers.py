@@ -165,31 +165,24 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def reject(self, error):
         logger.debug("Rejected stream request", extra={"request_id": self.request_id(), "code": error.code})
         challenge = b"Bearer" if error.code == "not_authenticated" else b'Bearer error="invalid_token"'
-        body = json.dumps({"code": error.code, "detail": error.detail}).encode()
-        await self.send_response(
-            401,
-            body,
-            headers=[
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge),
-                # Lets a page on an allowed origin read why it was rejected.
-                *cors.response_headers(self.scope),
-            ],
-        )
+        await self.send_error(401, error.code, error.detail, [(b"www-authenticate", challenge)])
 
     async def reject_too_many(self, limit):
         logger.info("Rejected a stream beyond SSE_MAX_CONNECTIONS_PER_USER=%d", limit, extra={"request_id": self.request_id()})
-        body = json.dumps(
-            {"code": "too_many_streams", "detail": f"This user already has {limit} open streams."}
-        ).encode()
+        detail = f"This user already has {limit} open streams."
+        await self.send_error(429, "too_many_streams", detail, [(b"retry-after", RETRY_AFTER_SECONDS)])
+
+    async def send_error(self, status, code, detail, headers):
+        """Send a JSON error response that a page on an allowed origin can read."""
+        body = json.dumps({"code": code, "detail": detail}).encode()
         await self.send_response(
-            429,
+            status,
             body,
             headers=[
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"retry-after", RETRY_AFTER_SECONDS),
+                *headers,
+                *cors.response_headers(self.scope),
             ],
         )
 
