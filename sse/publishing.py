@@ -12,7 +12,8 @@ import nats
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from .bridge import SUBJECT, nats_connect_options, target_groups
+from .bridge import SUBJECT, target_groups
+from .nats_options import nats_connect_options
 from .conf import get_config
 from .wire import encode_envelope, encode_frame
 

@@ -30,7 +30,7 @@ a layout that this module does not write.
 import base64
 import json
 
-from .bridge import nats_connect_options
+from .nats_options import nats_connect_options
 
 SERVICE_NAME = "com.owncloud.sse.sse"
 BUCKET = "service-registry"

@@ -19,7 +19,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from .bridge import STREAM, SUBJECT, nats_connect_options, target_groups
+from .bridge import STREAM, SUBJECT, target_groups
+from .nats_options import nats_connect_options
 from .exceptions import MalformedEvent
 from .groups import BROADCAST_GROUP
 from .wire import decode_event, encode_frame, timestamp_seconds
