@@ -265,7 +265,9 @@ class Bridge:
 
             try:
                 messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                # nats-py raises asyncio's TimeoutError too when the event
+                # loop was too busy to see the pull request's answer in time.
                 messages = []
             # Only a pull request that JetStream answered shows that the
             # consumer exists, for example after a reconnect.

@@ -39,6 +39,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.sweep_interval = sweep_interval
         self.channels = {}
         self.groups = {}
+        # Channels that may hold messages. Most queues are empty, with a
+        # consumer waiting on them, so the sweep looks only at these.
+        self._filled = set()
         self._next_sweep = 0.0
 
     def _queue(self, channel):
@@ -57,6 +60,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queue(channel).put_nowait((time.monotonic() + self.expiry, deepcopy(message)))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
+        self._filled.add(channel)
 
     async def receive(self, channel):
         """Wait for and return the next message on ``channel``."""
@@ -66,11 +70,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         queue = self._queue(channel)
         try:
             _, message = await queue.get()
-        finally:
-            # Forget an empty queue so that channels of ended consumers
-            # do not accumulate.
+        except asyncio.CancelledError:
+            # The consumer has ended: forget its queue so that channels of
+            # ended consumers do not accumulate. A live consumer keeps its
+            # queue, because a new one per message is garbage per message.
             if queue.empty() and self.channels.get(channel) is queue:
                 del self.channels[channel]
+                self._filled.discard(channel)
+            raise
         return message
 
     async def new_channel(self, prefix="specific."):
@@ -114,6 +121,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 queue.put_nowait(item)
             except asyncio.QueueFull:
                 self._overflow(queue)
+            self._filled.add(channel)
 
     def _overflow(self, queue):
         dropped = 1
@@ -125,6 +133,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def flush(self):
         self.channels = {}
         self.groups = {}
+        self._filled = set()
 
     async def close(self):
         pass
@@ -137,7 +146,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def _sweep(self, now):
         """Drop expired messages; a channel that let one expire has no live consumer and leaves its groups."""
-        for channel, queue in list(self.channels.items()):
+        for channel in list(self._filled):
+            queue = self.channels.get(channel)
+            if queue is None or queue.empty():
+                self._filled.discard(channel)
+                continue
             expired = False
             while not queue.empty() and queue._queue[0][0] < now:
                 queue.get_nowait()
@@ -150,3 +163,4 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     del self.groups[group]
             if queue.empty():
                 self.channels.pop(channel, None)
+                self._filled.discard(channel)

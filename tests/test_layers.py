@@ -30,14 +30,31 @@ async def test_group_discard_stops_delivery_and_forgets_group():
     assert layer.channels == {}
 
 
-async def test_receive_forgets_drained_channel():
+async def test_cancelled_receive_forgets_channel():
     layer = InMemoryChannelLayer()
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "a"})
-
     await layer.receive(channel)
+    receiver = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+
+    receiver.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await receiver
 
     assert channel not in layer.channels
+
+
+async def test_sweep_skips_empty_channels():
+    layer = InMemoryChannelLayer(expiry=0.01, sweep_interval=0.0)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "a"})
+    await layer.receive(channel)
+
+    await layer.send(await layer.new_channel(), {"type": "b"})
+
+    assert channel in layer.channels
+    assert channel not in layer._filled
 
 
 async def test_send_to_full_channel_raises():
@@ -62,7 +79,6 @@ async def test_group_send_overflow_replaces_queue():
     await layer.group_send("g", {"type": "sse.event", "number": 3})
 
     assert await layer.receive(slow) == {"type": OVERFLOW, "dropped": 4}
-    assert slow not in layer.channels
     assert (await layer.receive(fast))["number"] == 3
 
 
