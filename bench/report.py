@@ -23,11 +23,14 @@ ROWS = [
     ("burst: p99 delivery latency", "burst", "p99_ms", "ms", 0),
     ("burst: server CPU", "burst", "server_cpu_percent", "% of a core", 0),
     ("burst: publisher rate", "burst", "publisher_rate", "events/s", 0),
+    ("max deliveries/s (burst of broadcasts)", "fanout", "deliveries_per_second", "", 0),
+    ("broadcast burst: server CPU", "fanout", "server_cpu_percent", "% of a core", 0),
     ("broadcast: last stream has it after", "broadcast", "last_stream_ms", "ms", 0),
     ("broadcast: p50 over the streams", "broadcast", "p50_ms", "ms", 0),
     ("{tabs} tabs per user at {rate:g}/s: p50", "tabs", "p50_ms", "ms", 1),
     ("{tabs} tabs per user at {rate:g}/s: p99", "tabs", "p99_ms", "ms", 1),
     ("load client CPU during the burst", "burst", "client_cpu_percent", "% of a core", 0),
+    ("load client CPU during the broadcast burst", "fanout", "client_cpu_percent", "% of a core", 0),
 ]
 
 
@@ -54,6 +57,10 @@ def _derived(result):
         burst["client_cpu_percent"] = 100 * burst["client_cpu_seconds"] / burst["seconds"]
         burst["server_cpu_percent"] = 100 * burst["server_cpu_seconds"] / burst["seconds"]
     burst["publisher_rate"] = burst["published"]["rate"]
+    fanout = result["fanout"]
+    if fanout.get("seconds"):
+        fanout["client_cpu_percent"] = 100 * fanout["client_cpu_seconds"] / fanout["seconds"]
+        fanout["server_cpu_percent"] = 100 * fanout["server_cpu_seconds"] / fanout["seconds"]
 
 
 def _format(value, digits):

@@ -23,7 +23,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable, as ``python -m`` would.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import scenarios, servers  # noqa: E402
+from bench import profile, scenarios, servers  # noqa: E402
 from bench.report import markdown_report, soak_report, versions  # noqa: E402
 
 # A whole set of scenarios against one server stops after this long.
@@ -57,6 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--soak-streams", type=int, default=2000, help="streams held open during the soak")
     parser.add_argument("--soak-rate", type=float, default=100, help="per-user events per second during the soak")
     parser.add_argument("--smoke", action="store_true", help="a few seconds on a few streams that checks delivery only")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the burst and broadcast scenarios into this folder")
     parser.add_argument("--output", type=Path, help="write the Markdown report to this file as well as to stdout")
     parser.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
     return parser.parse_args(argv)
@@ -70,12 +71,13 @@ async def run_standard(args, nats_url):
             for name in args.servers.split(","):
                 server = servers.SERVERS[name](nats_url).start()
                 print(f"repeat {repeat + 1}: {name} with {streams} streams", file=sys.stderr, flush=True)
+                recorder = _recorder(args.profile, server, f"{name}-{streams}-{repeat + 1}")
                 try:
                     result = await asyncio.wait_for(
                         scenarios.standard_set(
                             server, nats_url, streams,
                             rate=args.rate, duration=args.duration, burst=args.burst,
-                            rounds=args.broadcasts, tabs=args.tabs, timeout=args.timeout,
+                            rounds=args.broadcasts, tabs=args.tabs, timeout=args.timeout, profile=recorder,
                         ),
                         SET_TIMEOUT_SECONDS,
                     )
@@ -87,6 +89,13 @@ async def run_standard(args, nats_url):
                 results.setdefault(streams, {}).setdefault(name, []).append(result)
                 _print_progress(result)
     return results
+
+
+def _recorder(folder, server, prefix):
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda scenario: profile.recording(server.pid, folder / f"{prefix}-{scenario}.txt")
 
 
 def _print_progress(result):

@@ -5,6 +5,7 @@ open ``LoadClient`` and returns a flat dict of measurements, including the
 """
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -19,6 +20,10 @@ from .workload import per_user_counts, user_ids
 # Seconds to wait after the last stream opened before reading RSS, so that
 # the server has finished the work the connections started.
 SETTLE_SECONDS = 2.0
+
+# The broadcast burst publishes at least this many broadcasts, even when
+# fewer would make as many deliveries as the per-user burst.
+MIN_FANOUT_BROADCASTS = 5
 
 # After the expected number of events arrived, wait this long for
 # duplicates that would otherwise go unseen.
@@ -119,6 +124,34 @@ async def broadcasts(server, client, nats_url, rounds, timeout):
     }
 
 
+async def broadcast_burst(server, client, nats_url, count, timeout):
+    """
+    Publish ``count`` broadcasts as fast as possible, so that every
+    published event makes one delivery per stream and the publisher cannot
+    be what limits the deliveries per second.
+    """
+    client.reset()
+    client_cpu, server_cpu = time.process_time(), server.cpu()
+    published = await run_publisher(nats_url, ["u"], count, 0, broadcast=True)
+    arrived = await client.wait_for(count * len(client.streams), timeout)
+    await asyncio.sleep(LINGER_SECONDS)
+
+    check = client.check({}, broadcasts=count)
+    window = (check.last_received - check.first_published) if check.delivered else None
+    return {
+        "check": check,
+        "complete": arrived,
+        "published": published,
+        "broadcasts": count,
+        "deliveries": check.delivered,
+        "seconds": window,
+        "deliveries_per_second": check.delivered / window if window else None,
+        "p99_ms": check.latency_ms(0.99),
+        "client_cpu_seconds": time.process_time() - client_cpu,
+        "server_cpu_seconds": server.cpu() - server_cpu,
+    }
+
+
 def _merge(checks):
     merged = checks[0]
     for check in checks[1:]:
@@ -128,14 +161,24 @@ def _merge(checks):
     return merged
 
 
-async def standard_set(server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, settle=SETTLE_SECONDS):
+def _not_profiled(scenario):
+    return contextlib.AsyncExitStack()
+
+
+async def standard_set(
+    server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, settle=SETTLE_SECONDS, profile=None
+):
     """
     Run every standard scenario against one started server with ``streams``
     streams: connect, memory, per-user latency at ``rate``, maximum
-    throughput over a burst, broadcast, and ``tabs`` tabs per user.
+    throughput over a burst of ``burst`` per-user events, broadcast, a
+    burst of broadcasts with about as many deliveries, and ``tabs`` tabs
+    per user.
     ``settle`` is the pause in seconds before RSS is read and between the
-    two sets of streams.
+    two sets of streams. ``profile(scenario)``, if given, returns an async
+    context manager that the burst and broadcast scenarios run in.
     """
+    profile = profile or _not_profiled
     await ensure_stream(nats_url)
     results = {}
 
@@ -143,8 +186,13 @@ async def standard_set(server, nats_url, streams, *, rate, duration, burst, roun
     users = user_ids(streams)
     results["connect"] = await connect(server, client, tokens_for(users), settle)
     results["latency"] = await per_user_events(server, client, nats_url, users, int(rate * duration), rate, timeout)
-    results["burst"] = await per_user_events(server, client, nats_url, users, burst, 0, timeout)
-    results["broadcast"] = await broadcasts(server, client, nats_url, rounds, timeout)
+    async with profile("burst"):
+        results["burst"] = await per_user_events(server, client, nats_url, users, burst, 0, timeout)
+    async with profile("broadcast"):
+        results["broadcast"] = await broadcasts(server, client, nats_url, rounds, timeout)
+    fanout = max(MIN_FANOUT_BROADCASTS, burst // streams)
+    async with profile("fanout"):
+        results["fanout"] = await broadcast_burst(server, client, nats_url, fanout, timeout)
     client.close()
     await asyncio.sleep(settle)
 

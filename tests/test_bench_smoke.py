@@ -17,7 +17,7 @@ async def test_bench_smoke_delivers_everything_once():
 
     assert set(checks) == {"runsse", "floor"}
     for server, by_scenario in checks.items():
-        assert set(by_scenario) == {"latency", "burst", "broadcast", "tabs"}, server
+        assert set(by_scenario) == {"latency", "burst", "broadcast", "fanout", "tabs"}, server
         for scenario, check in by_scenario.items():
             assert check.expected > 0, f"{server} {scenario}: nothing was expected"
             assert check.correct, f"{server} {scenario}: {check.summary()}"
