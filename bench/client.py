@@ -136,6 +136,7 @@ class StreamCheck:
     unexpected: int = 0
     closed_streams: int = 0
     latencies: list = field(default_factory=list, repr=False)
+    broadcast_latencies: list = field(default_factory=list, repr=False)
     first_published: float = None
     last_received: float = None
 
@@ -143,11 +144,15 @@ class StreamCheck:
     def correct(self):
         return not (self.missing or self.duplicates or self.out_of_order or self.unexpected or self.closed_streams)
 
-    def latency_ms(self, quantile):
-        """Return the ``quantile`` (0 to 1) of publish-to-receive latency in milliseconds."""
-        if not self.latencies:
+    def latency_ms(self, quantile, broadcast=False):
+        """
+        Return the ``quantile`` (0 to 1) of publish-to-receive latency in
+        milliseconds, of the per-user events or, with ``broadcast``, of the broadcasts.
+        """
+        latencies = self.broadcast_latencies if broadcast else self.latencies
+        if not latencies:
             return None
-        ordered = sorted(self.latencies)
+        ordered = sorted(latencies)
         index = min(len(ordered) - 1, int(quantile * len(ordered)))
         return ordered[index] * 1000
 
@@ -249,7 +254,10 @@ class LoadClient:
             event_id, data = _parse_block(block)
             key, n, published = parse_message(data)
             result.delivered += 1
-            result.latencies.append(received - published)
+            if key == BROADCAST_KEY:
+                result.broadcast_latencies.append(received - published)
+            else:
+                result.latencies.append(received - published)
             if result.first_published is None or published < result.first_published:
                 result.first_published = published
             if result.last_received is None or received > result.last_received:

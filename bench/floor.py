@@ -10,7 +10,7 @@ queues of the users it addresses. There is no channel layer, no limit on slow
 clients, no metrics and no keep-alive.
 
 Run as ``python -m bench.floor --port PORT --nats URL --jwt-secret SECRET``;
-``GET /ready`` answers 200 once the consumer exists.
+``GET /ready`` returns 200 once the consumer exists.
 """
 
 import argparse

@@ -31,6 +31,8 @@ ROWS = [
     ("{tabs} tabs per user at {rate:g}/s: p99", "tabs", "p99_ms", "ms", 1),
     ("load client CPU during the burst", "burst", "client_cpu_percent", "% of a core", 0),
     ("load client CPU during the broadcast burst", "fanout", "client_cpu_percent", "% of a core", 0),
+    ("longest garbage collection (with --gc-log)", "gc", "longest_ms", "ms", 0),
+    ("garbage collections over 10 ms or of generation 2 (with --gc-log)", "gc", "collections", "", 0),
 ]
 
 
@@ -103,7 +105,9 @@ def markdown_report(results, args):
         ]
         for label, scenario, key, unit, digits in ROWS:
             label = label.format(rate=args.rate, burst=args.burst, tabs=args.tabs)
-            medians = {name: median([run[scenario].get(key) for run in good[name]]) for name in names}
+            medians = {name: median([run.get(scenario, {}).get(key) for run in good[name]]) for name in names}
+            if all(value is None for value in medians.values()):
+                continue
             cells = [f"{label}" + (f" ({unit})" if unit else "")]
             cells += [_format(medians[name], digits) for name in names]
             if "floor" in names and len(names) > 1:
@@ -127,7 +131,8 @@ def soak_report(results, args):
         f"### Soak: {args.soak_streams} streams, {args.soak_minutes:g} min, "
         f"{args.soak_rate:g} per-user events/s and a broadcast every 10 s",
         "",
-        "| server | RSS after warm-up (MiB) | RSS at the end (MiB) | growth (MiB) | delivered | lost | duplicated | out of order | p50 (ms) | p99 (ms) | load client CPU |",
+        "| server | RSS after warm-up (MiB) | RSS at the end (MiB) | growth (MiB) | delivered | lost | duplicated "
+        "| out of order | per-user p50 / p99 (ms) | broadcast p50 / p99 (ms) | load client CPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
@@ -137,7 +142,8 @@ def soak_report(results, args):
             f"| {name} | {_format(result['rss_after_warmup_mib'], 1)} | {_format(result['rss_end_mib'], 1)} "
             f"| {_format(result['growth_after_warmup_mib'], 1)} | {check.delivered:,}/{check.expected:,} "
             f"| {check.missing} | {check.duplicates} | {check.out_of_order} "
-            f"| {_format(result['p50_ms'], 1)} | {_format(result['p99_ms'], 1)} | {client_cpu:.0f}% of a core |"
+            f"| {_format(result['p50_ms'], 1)} / {_format(result['p99_ms'], 1)} "
+            f"| {_format(result['broadcast_p50_ms'], 0)} / {_format(result['broadcast_p99_ms'], 0)} | {client_cpu:.0f}% of a core |"
         )
     lines.append("")
     for name, result in results.items():

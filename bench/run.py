@@ -57,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--soak-streams", type=int, default=2000, help="streams held open during the soak")
     parser.add_argument("--soak-rate", type=float, default=100, help="per-user events per second during the soak")
     parser.add_argument("--smoke", action="store_true", help="a few seconds on a few streams that checks delivery only")
+    parser.add_argument("--gc-log", action="store_true", help="log the servers' slow garbage collections and report the longest")
+    parser.add_argument("--gc-disable", action="store_true", help="turn the servers' cyclic garbage collector off, to measure what it costs")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the burst and broadcast scenarios into this folder")
     parser.add_argument("--output", type=Path, help="write the Markdown report to this file as well as to stdout")
     parser.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
@@ -69,7 +71,7 @@ async def run_standard(args, nats_url):
     for repeat in range(args.repeat):
         for streams in [int(value) for value in args.streams.split(",")]:
             for name in args.servers.split(","):
-                server = servers.SERVERS[name](nats_url).start()
+                server = servers.SERVERS[name](nats_url, gc_log=args.gc_log, gc_disable=args.gc_disable).start()
                 print(f"repeat {repeat + 1}: {name} with {streams} streams", file=sys.stderr, flush=True)
                 recorder = _recorder(args.profile, server, f"{name}-{streams}-{repeat + 1}")
                 try:
@@ -86,6 +88,10 @@ async def run_standard(args, nats_url):
                     result = {"error": repr(error)}
                 finally:
                     server.stop()
+                if args.gc_log:
+                    pauses = server.gc_pauses_ms()
+                    result["gc"] = {"collections": len(pauses), "longest_ms": max(pauses, default=0), "total_ms": sum(pauses)}
+                    print(f"  gc: {result['gc']}", file=sys.stderr, flush=True)
                 results.setdefault(streams, {}).setdefault(name, []).append(result)
                 _print_progress(result)
     return results
@@ -102,6 +108,8 @@ def _print_progress(result):
     if "error" in result:
         return
     for name, value in result.items():
+        if name == "gc":
+            continue
         check = value.get("check")
         line = {key: round(item, 2) for key, item in value.items() if isinstance(item, float)}
         print(f"  {name}: {line}" + (f" [{check.summary()}]" if check else ""), file=sys.stderr, flush=True)

@@ -100,12 +100,31 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
+    def gc_pauses_ms(self):
+        """Return the durations of the collections that ``bench.gclog`` logged, in milliseconds."""
+        text = Path(self.log.name).read_text(errors="replace")
+        return [float(line.split(" took ")[1].split(" ms")[0]) for line in text.splitlines() if line.startswith("gc: ")]
+
     def output(self):
         return Path(self.log.name).read_text(errors="replace")[-4000:]
 
 
-def runsse(nats_url, *, profile=False, **environment):
-    """Return ``manage.py runsse`` with the in-memory channel layer, logging warnings and errors only, not yet started."""
+def _gc_wrapper(gc_log, gc_disable):
+    """Return the interpreter arguments that run a server under ``bench.gclog``, if either option is on."""
+    if gc_disable:
+        return ["-m", "bench.gclog", "--disable"]
+    if gc_log:
+        return ["-m", "bench.gclog"]
+    return []
+
+
+def runsse(nats_url, *, profile=False, gc_log=False, gc_disable=False, **environment):
+    """
+    Return ``manage.py runsse`` with the in-memory channel layer, logging
+    warnings and errors only, not yet started. ``gc_log`` runs it under
+    ``bench.gclog``, which logs slow garbage collections, and ``gc_disable``
+    turns the cyclic garbage collector off.
+    """
     port, debug_port = free_port(), free_port()
     env = {
         "DJANGO_SETTINGS_MODULE": "ssesite.settings",
@@ -117,17 +136,16 @@ def runsse(nats_url, *, profile=False, **environment):
         "SSE_DEBUG_PPROF": "true" if profile else "false",
         **environment,
     }
-    server = ServerProcess(
-        "runsse", [sys.executable, "manage.py", "runsse"], env, port, f"http://127.0.0.1:{debug_port}/readyz"
-    )
+    command = [sys.executable, *_gc_wrapper(gc_log, gc_disable), "manage.py", "runsse"]
+    server = ServerProcess("runsse", command, env, port, f"http://127.0.0.1:{debug_port}/readyz")
     server.debug_port = debug_port
     return server
 
 
-def floor(nats_url):
+def floor(nats_url, *, gc_log=False, gc_disable=False):
     """Return the raw-ASGI floor server of ``bench.floor`` on uvicorn, not yet started."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.floor", "--port", str(port), "--nats", nats_url, "--jwt-secret", JWT_SECRET]
+    command = [sys.executable, *_gc_wrapper(gc_log, gc_disable), "-m", "bench.floor", "--port", str(port), "--nats", nats_url, "--jwt-secret", JWT_SECRET]
     return ServerProcess("floor", command, {}, port, f"http://127.0.0.1:{port}/ready")
 
 
