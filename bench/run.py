@@ -8,7 +8,7 @@ the medians over the repeats.
     python bench/run.py --smoke
 
 Every scenario also checks that each stream received each of its events
-exactly once and in order; the table reports any that did not.
+exactly once and in order. The table reports any that did not.
 """
 
 import argparse
