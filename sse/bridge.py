@@ -93,7 +93,7 @@ class Bridge:
         # consumer is recreated.
         self.last_sequence = None
         self._stopping = asyncio.Event()
-        self._delivered_since_failure = False
+        self._pulled_since_failure = False
         self._last_error = None
         self._last_error_logged_at = 0.0
         self._suppressed_errors = 0
@@ -112,7 +112,7 @@ class Bridge:
         """Connect, then move events until ``stop()`` is called; retries every failure with backoff."""
         delay = RETRY_MIN_SECONDS
         while not self._stopping.is_set():
-            self._delivered_since_failure = False
+            self._pulled_since_failure = False
             try:
                 await self._connect()
                 await self._subscribe()
@@ -123,9 +123,9 @@ class Bridge:
                 self.ready = False
                 if self._stopping.is_set():
                     break
-                # The backoff starts over only once events flowed again, so
-                # a failure that recurs right after reconnecting backs off.
-                if self._delivered_since_failure:
+                # The backoff starts over only once a pull succeeded again,
+                # so a failure that recurs right after reconnecting backs off.
+                if self._pulled_since_failure:
                     delay = RETRY_MIN_SECONDS
                 reason = str(error) or type(error).__name__
                 logger.warning("Moving events failed, retrying in %.1fs: %s", delay, reason)
@@ -152,6 +152,16 @@ class Bridge:
         await connection.close()
         logger.info("NATS connection closed")
 
+    async def _unsubscribe(self):
+        """Drop the previous pull subscription, so that retries do not pile them up."""
+        subscription, self.subscription = self.subscription, None
+        if subscription is None:
+            return
+        try:
+            await subscription.unsubscribe()
+        except Exception as error:
+            logger.debug("Dropping a pull subscription failed: %s", error)
+
     async def _sleep(self, seconds):
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -169,7 +179,7 @@ class Bridge:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
-        logger.info("Connected to NATS at %s", self.connection.connected_url.netloc)
+        logger.info("Connected to NATS at %s:%s", self.connection.connected_url.hostname, self.connection.connected_url.port)
 
     async def _subscribe(self):
         """Create the stream if it is missing, then (re)create this process's consumer."""
@@ -184,7 +194,7 @@ class Bridge:
         if self.shared:
             # The leader sets up the consumer when it takes over.
             self.leadership = Leadership(js, self.consumer_name, self.node_id)
-            self.subscription = None
+            await self._unsubscribe()
             self.ready = True
             return
 
@@ -197,6 +207,7 @@ class Bridge:
                 # Another bridge created the shared consumer first.
                 if not self.shared:
                     raise
+        await self._unsubscribe()
         self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
         self.ready = True
         logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
@@ -246,6 +257,7 @@ class Bridge:
             await js.delete_consumer(STREAM, self.consumer_name)
             config = self._consumer_config(stream.state.last_seq)
         await js.add_consumer(STREAM, config=config)
+        await self._unsubscribe()
         self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
         logger.info("Consuming stream %s from sequence %d with consumer %s", STREAM, config.opt_start_seq, self.consumer_name)
 
@@ -256,7 +268,7 @@ class Bridge:
                 if not held:
                     # A waiting bridge is healthy: it takes over when the
                     # leader goes away.
-                    self.subscription = None
+                    await self._unsubscribe()
                     self.ready = True
                     await self._sleep(REFRESH_SECONDS)
                     continue
@@ -265,19 +277,19 @@ class Bridge:
 
             try:
                 messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                # nats-py raises asyncio's TimeoutError too when the event
-                # loop was too busy to see the pull request's answer in time.
+            except TimeoutError:
+                # The builtin TimeoutError covers nats-py's own and the
+                # asyncio one that fetch() raises when the event loop was too
+                # busy to see the pull request's answer in time.
                 messages = []
             # Only a pull request that JetStream answered shows that the
             # consumer exists, for example after a reconnect.
             self.ready = True
+            self._pulled_since_failure = True
 
             settle = [await self.handle(message) for message in messages]
             for acknowledge in settle:
                 await acknowledge()
-            if messages:
-                self._delivered_since_failure = True
 
     async def handle(self, message):
         """
@@ -351,4 +363,4 @@ class Bridge:
             logger.warning("Disconnected from NATS")
 
     async def _on_reconnected(self):
-        logger.info("Reconnected to NATS at %s", self.connection.connected_url.netloc)
+        logger.info("Reconnected to NATS at %s:%s", self.connection.connected_url.hostname, self.connection.connected_url.port)

@@ -154,7 +154,7 @@ class SSEConfig:
     )
     replay_max_bytes: int = setting(
         ["SSE_REPLAY_MAX_BYTES"], "64MiB", parse_size,
-        "How many bytes of recent events are kept for clients that reconnect with Last-Event-ID.",
+        "How many bytes of recent events are kept for clients that reconnect with Last-Event-ID; 0 means no byte limit.",
     )
     max_connections_per_user: int = setting(
         ["SSE_MAX_CONNECTIONS_PER_USER"], "20", parse_count,

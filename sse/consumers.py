@@ -245,7 +245,19 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def expire_at(self, rejected_from):
         """Ask the consumer to end the stream when its token stops being accepted."""
         await asyncio.sleep(max(rejected_from - time.time(), 0.0))
-        await self.channel_layer.send(self.channel_name, {"type": "sse.token_expired"})
+        await self.notify_self("sse.token_expired")
+
+    async def notify_self(self, message_type):
+        """
+        Send a message to this consumer's own channel, so that it is handled
+        in order with the events; on failure, end the stream at once.
+        """
+        try:
+            await self.channel_layer.send(self.channel_name, {"type": message_type})
+        except Exception as error:
+            logger.warning("Could not deliver %s to a stream, closing it: %s", message_type, error)
+            if self.flow is not None:
+                self.flow.abort()
 
     async def send_keepalives(self, interval):
         """
@@ -256,7 +268,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         while True:
             await asyncio.sleep(interval)
             if self.outbox.stalled_for() >= STALLED_KEEPALIVE_INTERVALS * interval:
-                await self.channel_layer.send(self.channel_name, {"type": "sse.stalled"})
+                await self.notify_self("sse.stalled")
                 return
             if not self.outbox.waiting and not (self.flow and self.flow.paused):
                 await self.send_body(KEEPALIVE, more_body=True)
@@ -345,12 +357,17 @@ class EventStreamConsumer(AsyncHttpConsumer):
         if not self.streaming:
             return
 
+        # Counted first: leaving the groups fails while Redis is down, and a
+        # stream that stays counted would lock its user out at the limit.
         self.streaming = False
         status.channel_closed(self.channel_name)
-        for group in self.groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
         status.stream_closed(self.user_id)
         metrics.CONNECTIONS_ACTIVE.dec()
+        for group in self.groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as error:
+                logger.warning("Could not leave group %s: %s", group, error, extra={"request_id": self.request_id()})
         logger.debug("Stream closed", extra={"request_id": self.request_id(), "user_id": self.user_id})
 
     def end_span(self):

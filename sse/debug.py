@@ -10,8 +10,8 @@ The debug server on ``SSE_DEBUG_ADDR``.
 * ``/debug/pprof/``: CPU profiles and task dumps, with ``SSE_DEBUG_PPROF``.
 * ``/debug/tracez``: in-flight and recent spans, with ``SSE_DEBUG_ZPAGES``.
 
-With ``SSE_DEBUG_TOKEN`` set, ``/metrics``, ``/config`` and the profiling
-endpoints require ``Authorization: Bearer <token>``.
+With ``SSE_DEBUG_TOKEN`` set, ``/metrics``, ``/config``, the profiling
+endpoints and the span page require ``Authorization: Bearer <token>``.
 """
 
 import hmac
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from . import profiling, tracing
 from .authentication import header
 from .conf import SSE_FIELDS
+from .parsing import redact_url
 from .routing import not_found
 
 TEXT = b"text/plain; charset=utf-8"
@@ -38,6 +39,10 @@ def describe_config(config):
             value = MASK if value else ""
         elif isinstance(value, tuple) and hasattr(value, "_fields"):
             value = str(value)
+        elif isinstance(value, tuple):
+            value = [redact_url(item) if isinstance(item, str) else item for item in value]
+        elif isinstance(value, str):
+            value = redact_url(value)
         described[name] = {
             "value": value,
             "source": config.sources.get(name, "default"),
@@ -73,7 +78,7 @@ class DebugApplication:
         if path == "/readyz":
             return await self.check(send, self.readiness_checks)
 
-        protected = path in ("/metrics", "/config") or path.startswith("/debug/pprof/")
+        protected = path in ("/metrics", "/config", "/debug/tracez") or path.startswith("/debug/pprof/")
         if protected and not self.authorized(scope):
             return await respond(send, 401, JSON, b'{"error": "invalid or missing token"}', [(b"www-authenticate", b"Bearer")])
 

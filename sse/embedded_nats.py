@@ -53,6 +53,13 @@ class EmbeddedNATS:
 
     def start(self):
         """Start the server and wait until it accepts connections."""
+        if self._accepts_connections():
+            # Another server would answer the readiness check below, and the
+            # service would silently use it (on an oCIS host, its bus).
+            raise SSEError(
+                f"{self.host}:{self.port} is already in use, so the embedded NATS server cannot start; "
+                "stop what listens there or set SSE_EVENTS_ENDPOINT to a free address"
+            )
         if self.store_dir is None:
             self.store = tempfile.TemporaryDirectory(prefix="sse-nats-")
         store_dir = self.store_dir or self.store.name
@@ -80,15 +87,20 @@ class EmbeddedNATS:
                 code = self.process.returncode
                 self.stop()
                 raise SSEError(f"nats-server exited at start with code {code}: {output}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    logger.info("Started embedded NATS server on %s:%s", self.host, self.port)
-                    return
-            except OSError:
-                time.sleep(0.1)
+            if self._accepts_connections() and self.process.poll() is None:
+                logger.info("Started embedded NATS server on %s:%s", self.host, self.port)
+                return
+            time.sleep(0.1)
 
         self.stop()
         raise SSEError(f"nats-server did not accept connections on {self.host}:{self.port} within {START_TIMEOUT_SECONDS:.0f}s")
+
+    def _accepts_connections(self):
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self):
         """Stop the server and delete its store."""

@@ -13,6 +13,7 @@ drained. The consumer holds events back while it is paused, up to a limit.
 
 import asyncio
 import collections
+import logging
 import socket
 import time
 
@@ -22,6 +23,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 EXTENSION = "sse.flow_control"
+
+logger = logging.getLogger(__name__)
 
 
 @implementer(IPushProducer)
@@ -166,12 +169,17 @@ class Outbox:
         return True
 
     async def drain(self):
-        while self.waiting:
-            await self.flow.resumed.wait()
-            while self.waiting and not self.flow.paused:
-                frame, context = self.waiting.popleft()
-                self.waiting_bytes -= len(frame)
-                await self.write(frame, *context)
+        try:
+            while self.waiting:
+                await self.flow.resumed.wait()
+                while self.waiting and not self.flow.paused:
+                    frame, context = self.waiting.popleft()
+                    self.waiting_bytes -= len(frame)
+                    await self.write(frame, *context)
+        except Exception as error:
+            # The connection went away under the write; the consumer ends
+            # the stream when daphne reports the disconnect.
+            logger.debug("Writing held-back events failed: %s", error)
 
     def stalled_for(self):
         """Seconds since the client stopped reading, or 0 while it reads."""

@@ -17,6 +17,10 @@ from nats.js.api import KeyValueConfig
 
 logger = logging.getLogger(__name__)
 
+# NOTE: the leader refreshes its key between batches only. A batch that
+# takes longer than the TTL (a very slow Redis) lets a second bridge take
+# over while the first still sends; the streams' duplicate check keeps
+# their order, but both bridges pull for a while.
 BUCKET = "sse-bridges"
 LEADER_TTL_SECONDS = 6.0
 # A leader rewrites its key at least this often; the pull loop calls

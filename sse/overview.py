@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from . import metrics
 from .conf import SSE_FIELDS
-from .parsing import Address, parse_duration
+from .parsing import Address, parse_duration, redact_url
 from .status import status
 
 SECRET_MASK = "********"
@@ -80,10 +80,10 @@ def format_value(config_field, value):
         return "true" if value else "false"
     # Address is a tuple too, but its str() is the host:port text.
     if isinstance(value, tuple) and not isinstance(value, Address):
-        return ",".join(value)
+        return redact_url(",".join(value))
     if config_field.metadata["parse"] is parse_duration:
         return format_duration(value)
-    return str(value)
+    return redact_url(str(value))
 
 
 def format_duration(seconds):

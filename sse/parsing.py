@@ -235,3 +235,11 @@ def parse_channel_layer_url(text):
 
 def parse_string(text):
     return text
+
+
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]*@", re.IGNORECASE)
+
+
+def redact_url(text):
+    """Replace the password in the user part of every URL in ``text`` with ``***``."""
+    return _URL_PASSWORD.sub(lambda match: match.group("prefix") + "***@", text)

@@ -18,7 +18,11 @@ from .conf import get_config
 from .wire import encode_envelope, encode_frame
 
 
-def _check_type(event_type):
+def _check(user_ids, event_type):
+    if isinstance(user_ids, (str, bytes)):
+        raise TypeError(f"user_ids must be a list of user ids, not the string {user_ids!r}")
+    if not user_ids:
+        raise ValueError("user_ids is empty; pass ['all'] to reach every stream")
     if "\r" in event_type or "\n" in event_type:
         raise ValueError(f"event_type {event_type!r} contains a line break")
 
@@ -36,7 +40,7 @@ async def apublish(user_ids, event_type, message, *, connection=None):
     client), each call connects to ``SSE_EVENTS_ENDPOINT`` and closes
     again; pass one to publish many events.
     """
-    _check_type(event_type)
+    _check(user_ids, event_type)
     data = encode_envelope(list(user_ids), event_type, message)
     if connection is not None:
         return (await connection.jetstream().publish(SUBJECT, data)).seq
@@ -58,7 +62,7 @@ def publish(user_ids, event_type, message):
 
 async def asend_local(user_ids, event_type, message):
     """Write one event to the streams of ``user_ids`` on this process, without NATS."""
-    _check_type(event_type)
+    _check(user_ids, event_type)
     if isinstance(message, str):
         message = message.encode()
     payload = {"type": "sse.event", "frame": encode_frame(event_type, message)}

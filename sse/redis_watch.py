@@ -34,7 +34,7 @@ class RedisWatch:
         while True:
             try:
                 await asyncio.wait_for(self.client.ping(), PING_TIMEOUT_SECONDS)
-            except (redis.RedisError, OSError, asyncio.TimeoutError) as error:
+            except Exception as error:
                 if not self.lost:
                     logger.error("Redis of the channel layer is unreachable: %s", str(error) or type(error).__name__)
                 self.lost = True

@@ -16,6 +16,7 @@ from nats.js.api import KeyValueConfig, StorageType
 
 from . import __version__, metrics
 from .advertise import advertised_address
+from .parsing import redact_url
 from .registry import (
     BUCKET,
     SERVICE_NAME,
@@ -224,7 +225,7 @@ class Registration:
         logger.warning(
             "Could not register %s in the service registry at %s, retrying with backoff: %s",
             SERVICE_NAME,
-            ",".join(registry_connect_options(self.config)["servers"]),
+            redact_url(",".join(registry_connect_options(self.config)["servers"])),
             text,
         )
 
@@ -240,5 +241,5 @@ class Registration:
     async def _on_reconnected(self):
         # A restarted NATS server has lost the in-memory bucket, so the
         # entry is written again at once instead of at the next interval.
-        logger.info("Reconnected to the registry's NATS at %s", self.connection.connected_url.netloc)
+        logger.info("Reconnected to the registry's NATS at %s:%s", self.connection.connected_url.hostname, self.connection.connected_url.port)
         self._refresh.set()

@@ -28,6 +28,7 @@ from .layers import InMemoryChannelLayer
 from .redis_watch import RedisWatch
 from .registration import Registration
 from .replay import replay
+from .parsing import redact_url
 from .status import status
 from .tracing import setup_tracing, shutdown_tracing
 
@@ -239,7 +240,8 @@ class Service:
         if self.config.channel_layer_url:
             self.redis_watch = RedisWatch(self.config.channel_layer_url, on_recovered=end_local_streams)
             checks["redis"] = lambda: self.redis_watch.ready
-            reactor.callWhenRunning(lambda: asyncio.ensure_future(self.redis_watch.run()))
+            reactor.callWhenRunning(self._start_redis_watch)
+            reactor.addSystemEventTrigger("before", "shutdown", self._stop_redis_watch)
         debug = DebugApplication(
             self.config,
             health_checks={"http": listening} if self.serve_http else {},
@@ -269,15 +271,25 @@ class Service:
             "Starting sse: streams on %s, debug server on http://%s, NATS %s, channel layer %s, open file limit %s",
             (f"{'http' if tls_files is None else 'https'}://{self.config.http_addr}" if self.serve_http else "none"),
             self.config.debug_addr,
-            ",".join(self.config.events_endpoint) if self.run_bridge else "not used",
+            redact_url(",".join(self.config.events_endpoint)) if self.run_bridge else "not used for events",
             type(layer).__name__,
             open_files,
         )
         server.run()
 
-        if len(server.listening_addresses) < len(endpoints):
-            raise SSEError(f"could not listen on {self.config.http_addr} and {self.config.debug_addr}; see the log above")
+        bound = {port for _, port in server.listening_addresses}
+        wanted = [self.config.debug_addr] + ([self.config.http_addr] if self.serve_http else [])
+        missing = [str(address) for address in wanted if address.port not in bound]
+        if missing:
+            raise SSEError(f"could not listen on {' and '.join(missing)}; see the log above")
         logger.info("Stopped sse")
+
+    def _start_redis_watch(self):
+        self.redis_watch_task = asyncio.ensure_future(self.redis_watch.run())
+
+    def _stop_redis_watch(self):
+        self.redis_watch_task.cancel()
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self.redis_watch.close()))
 
     def _start_bridge(self):
         self.bridge_task = asyncio.ensure_future(self.bridge.run())

@@ -13,6 +13,7 @@ from sse.parsing import (
     parse_readable_file,
     parse_root,
     parse_tracing_type,
+    redact_url,
 )
 from sse.exceptions import ConfigurationError
 
@@ -258,3 +259,17 @@ def test_cors_defaults_allow_resume_and_reva_headers():
     assert "Last-Event-ID" in config.cors_allow_headers
     assert "X-Access-Token" in config.cors_allow_headers
     assert config.cors_allow_credentials is True
+
+
+@pytest.mark.parametrize(
+    "text, redacted",
+    [
+        ("nats://bob:natspw@127.0.0.1:9233", "nats://bob:***@127.0.0.1:9233"),
+        ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("nats://a:1,tls://u:p@b:2", "nats://a:1,tls://u:***@b:2"),
+        ("nats://token@host:4222", "nats://token@host:4222"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_redact_url(text, redacted):
+    assert redact_url(text) == redacted

@@ -282,3 +282,25 @@ async def test_traces_exported_over_otlp(nats_url, jetstream, user_id, setting):
     assert {"GET /sse", "main-queue process", "sse send"} <= set(spans)
     assert [link.trace_id.hex() for link in spans["main-queue process"].links] == [TRACE_ID]
     assert spans["sse send"].parent_span_id == spans["main-queue process"].span_id
+
+
+def test_url_passwords_hidden(nats_url, tmp_path):
+    host = nats_url.removeprefix("nats://")
+    log_file = tmp_path / "sse.log"
+    service = ServiceProcess(
+        nats_url,
+        SSE_EVENTS_ENDPOINT=f"nats://nobody:url-password@{host}",
+        SSE_LOG_LEVEL="debug",
+        SSE_LOG_FILE=str(log_file),
+    )
+    # The server has no users, so it ignores the credentials and accepts the connection.
+    service.start()
+    try:
+        status, _, body = debug_get(service, "/config")
+    finally:
+        assert service.stop() == 0
+
+    assert status == 200
+    assert json.loads(body)["events_endpoint"]["value"] == [f"nats://nobody:***@{host}"]
+    assert "url-password" not in log_file.read_text()
+    assert f"nats://nobody:***@{host}" in log_file.read_text()

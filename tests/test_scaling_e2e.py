@@ -23,6 +23,7 @@ from sse.wire import encode_envelope
 from .conftest import token_for
 from .http import request
 from .service import ServiceProcess, free_port
+from .test_delivery import wait_for_metric
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -179,6 +180,7 @@ async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_i
     server = ServiceProcess(nats_url, args=["--http-only"], **environment).start()
     try:
         stream = await open_stream(server, user_id)
+        gone = await open_stream(server, user_id + "-gone")
         (first,) = await publish_numbers(jetstream, user_id, [1])
         await assert_receives(stream, [first], [1])
 
@@ -186,6 +188,8 @@ async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_i
         own_redis["process"].wait()
         await asyncio.to_thread(server.wait_until, lambda: server.get("/readyz")[0] == 503, 10, "unready")
         assert b"redis: not ready" in server.get("/readyz")[1]
+        # A client that leaves while Redis is down must not stay counted.
+        await gone.close()
         during = await publish_numbers(jetstream, user_id, [2, 3])
         own_redis["process"] = own_redis["start"]()
 
@@ -211,6 +215,7 @@ async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_i
         assert [await stream.read_event() for _ in expected[len(received) :]] == expected[len(received) :]
         after = await publish_numbers(jetstream, user_id, [4])
         await assert_receives(stream, after, [4], timeout=10)
+        assert await wait_for_metric(server, "sse_connections_active", 1) == 1
         await stream.close()
     finally:
         assert server.stop() == 0, server.output()

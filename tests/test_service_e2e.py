@@ -201,7 +201,7 @@ def test_port_in_use_stops_startup(nats_url):
         )
 
     assert result.returncode == 1
-    assert "could not listen on" in result.stderr
+    assert f"could not listen on 127.0.0.1:{port}; see the log above" in result.stderr
 
 
 def test_embedded_nats_first_run(user_id):
@@ -244,3 +244,22 @@ def test_ssepublish_reports_unreachable_nats():
 
     assert result.returncode == 1
     assert "Publishing to NATS at nats://127.0.0.1:" in result.stderr
+
+
+def test_embedded_nats_refuses_taken_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run_command(
+            "runsse",
+            "--embedded-nats",
+            SSE_EVENTS_ENDPOINT=f"127.0.0.1:{port}",
+            SSE_JWT_SECRET="secret",
+            SSE_HTTP_ADDR=f"127.0.0.1:{free_port()}",
+            SSE_DEBUG_ADDR=f"127.0.0.1:{free_port()}",
+        )
+
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use, so the embedded NATS server cannot start" in result.stderr
