@@ -82,8 +82,8 @@ class Bridge:
         self.shared = shared
         self.consumer_name = config.consumer_name if shared else f"sse-{uuid.uuid4()}"
         self.node_id = str(uuid.uuid4())
-        # When the stream was created; it tells a reset stream, whose
-        # sequence numbers start again at 1, from the one before.
+        # When the stream was created. A reset stream numbers from 1 again,
+        # and its creation time distinguishes its ids from the old ones.
         self.stream_created = ""
         self.connection = None
         self.subscription = None
@@ -280,7 +280,7 @@ class Bridge:
             except TimeoutError:
                 # The builtin TimeoutError covers nats-py's own and the
                 # asyncio one that fetch() raises when the event loop was too
-                # busy to see the pull request's answer in time.
+                # busy to read the reply to the pull request in time.
                 messages = []
             # Only a pull request that JetStream answered shows that the
             # consumer exists, for example after a reconnect.

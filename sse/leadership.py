@@ -75,8 +75,8 @@ class Leadership:
             self.revision = await bucket.create(self.key, self.node_id)
         except nats.js.errors.KeyWrongLastSequenceError:
             # The key may still be this bridge's own, from before a
-            # failure that reset its state; then it takes the lead back
-            # at once instead of waiting for the key to expire.
+            # failure that reset its state. Then it takes the lead back at
+            # once instead of waiting for the key to expire.
             try:
                 entry = await bucket.get(self.key)
             except nats.js.errors.KeyNotFoundError:

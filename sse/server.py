@@ -278,8 +278,8 @@ class Service:
         server.run()
 
         bound = {port for _, port in server.listening_addresses}
-        wanted = [self.config.debug_addr] + ([self.config.http_addr] if self.serve_http else [])
-        missing = [str(address) for address in wanted if address.port not in bound]
+        expected = [self.config.debug_addr] + ([self.config.http_addr] if self.serve_http else [])
+        missing = [str(address) for address in expected if address.port not in bound]
         if missing:
             raise SSEError(f"could not listen on {' and '.join(missing)}; see the log above")
         logger.info("Stopped sse")
