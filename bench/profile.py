@@ -10,22 +10,17 @@ sample, at the price of an occasional torn stack.
 import asyncio
 import collections
 import contextlib
-import shutil
 import signal
 import sys
 from pathlib import Path
+
+from sse.embedded_nats import find_program
 
 SAMPLES_PER_SECOND = 200
 
 
 def find_py_spy():
-    beside_python = Path(sys.executable).parent / "py-spy"
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("py-spy")
-    if found is None:
-        raise RuntimeError("py-spy was not found; install it with 'pip install -r bench/requirements.txt'")
-    return found
+    return find_program("py-spy", "py-spy")
 
 
 @contextlib.asynccontextmanager

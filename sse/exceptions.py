@@ -19,7 +19,7 @@ class ConfigurationError(SSEError, ImproperlyConfigured):
     A configuration value is missing or invalid.
 
     The message names the environment variable or setting, shows the
-    offending value (masked for secrets) and says what is allowed.
+    offending value (masked for secrets) and states what is allowed.
     """
 
     def __init__(self, name, value, allowed, *, secret=False):

@@ -8,7 +8,7 @@ reading, so a stalled client would grow the process without bound.
 (``scope["extensions"]["sse.flow_control"]``). A ``FlowControl`` is a
 Twisted push producer registered on the request, so Twisted pauses it
 when the socket's send buffer is full and resumes it when the buffer has
-drained. The consumer holds events back while it is paused, up to a limit.
+drained. The consumer keeps events back while it is paused, up to a limit.
 """
 
 import asyncio
@@ -87,7 +87,7 @@ class FlowControl:
         # Under HTTP/2 the channel is one stream of a shared connection, with
         # no transport. abortConnection() resets only this stream, so the
         # client's other streams keep running. Twisted does not report that
-        # reset to the request, so connectionLost() tells daphne it is gone.
+        # reset to the request, so connectionLost() reports to daphne that it is gone.
         channel.abortConnection()
         channel.connectionLost(Failure(ConnectionAborted("the client stopped reading")))
 

@@ -4,7 +4,7 @@ Recent events kept in memory, so that a client that reconnects with
 
 The bridge records every SendSSE event it hands to the channel layer,
 including events for users without an open stream. With per-instance
-consumers every process sees every event, so a client may reconnect to any
+consumers every process receives every event, so a client may reconnect to any
 process: the event ids are JetStream stream sequences and mean the same
 everywhere.
 """
@@ -77,8 +77,8 @@ class EventHistory:
         if not self.complete_after <= last_id <= self.newest:
             return None
 
-        wanted = set(groups) | {BROADCAST_GROUP}
-        return [message for _, sequence, sent_to, message in self.events if sequence > last_id and sent_to & wanted]
+        requested = set(groups) | {BROADCAST_GROUP}
+        return [message for _, sequence, sent_to, message in self.events if sequence > last_id and sent_to & requested]
 
     def _drop_oldest(self):
         _, sequence, _, message = self.events.popleft()

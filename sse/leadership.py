@@ -4,7 +4,7 @@ Leader election among the bridges that share one durable consumer.
 Bridges that pull from the same consumer in parallel would hand events to
 the channel layer out of order. So only one bridge, the leader, pulls; the
 others wait. The leader owns a key in a JetStream key-value bucket whose
-entries expire after ``LEADER_TTL_SECONDS``; it rewrites the key well
+entries expire after ``LEADER_TTL_SECONDS``. It rewrites the key well
 before that, and deletes it when it stops. When a leader dies, its key
 expires and a waiting bridge creates it and takes over.
 """
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 # NOTE: the leader refreshes its key between batches only. A batch that
 # takes longer than the TTL (a very slow Redis) lets a second bridge take
-# over while the first still sends; the streams' duplicate check keeps
+# over while the first still sends. The streams' duplicate check keeps
 # their order, but both bridges pull for a while.
 BUCKET = "sse-bridges"
 LEADER_TTL_SECONDS = 6.0

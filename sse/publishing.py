@@ -5,7 +5,7 @@ Sending events from Django code.
 format, so every ``runsse`` process delivers it, with an id, into the
 replay history. ``send_local`` and ``asend_local`` hand it straight to the
 channel layer of this process, for a project that serves the streams
-itself in one process; those events carry no id and cannot be replayed.
+itself in one process. Those events carry no id and cannot be replayed.
 """
 
 import nats

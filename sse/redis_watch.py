@@ -4,10 +4,10 @@ Health of the Redis server behind the shared channel layer.
 Redis pub/sub keeps nothing for a subscriber that is disconnected: what
 the bridges publish while a process is cut off from Redis, or before it
 has subscribed again, never reaches that process. ``RedisWatch`` pings
-Redis every second. While it fails, ``/readyz`` reports ``redis``; when it
-works again, the process ends its open streams with a ``retry:``, so that
-every client reconnects with its ``Last-Event-ID`` and learns what it
-may have missed, instead of silently missing it.
+Redis every second, and while it fails, ``/readyz`` reports ``redis``.
+When it works again, the process ends its open streams with a ``retry:``.
+Every client then reconnects with its ``Last-Event-ID`` and learns what
+it may have missed, instead of silently missing it.
 """
 
 import asyncio

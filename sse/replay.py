@@ -90,7 +90,7 @@ class JetStreamReplay:
         finally:
             await subscription.unsubscribe()
 
-    async def _collect(self, subscription, last, wanted, stream_created):
+    async def _collect(self, subscription, last, requested, stream_created):
         oldest_allowed = time.time() - self.config.replay_window
         missed = []
         checked_age = False
@@ -110,7 +110,7 @@ class JetStreamReplay:
                     checked_age = True
                     if published is not None and published < oldest_allowed:
                         return None
-                if not wanted.intersection(target_groups(event.user_ids)):
+                if not requested.intersection(target_groups(event.user_ids)):
                     continue
                 missed.append(
                     {

@@ -107,7 +107,7 @@ def configure_channel_layer(config):
 
 
 def is_process_local(layer):
-    """Whether ``layer`` reaches only the consumers of this process."""
+    """Return whether ``layer`` reaches only the consumers of this process."""
     return isinstance(layer, (InMemoryChannelLayer, ChannelsInMemoryChannelLayer))
 
 

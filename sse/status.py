@@ -31,7 +31,7 @@ class ServiceStatus:
             del self._streams[user_id]
 
     def streams_of(self, user_id):
-        """The number of open streams of ``user_id``."""
+        """Return the number of open streams of ``user_id``."""
         return self._streams.get(user_id, 0)
 
     @property

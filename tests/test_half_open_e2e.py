@@ -1,9 +1,9 @@
 """
-A half-open connection: the client's network stops answering without
+A half-open connection: the client's network stops responding without
 closing the connection. The client runs in a network namespace that the
-test creates, joined to this host by a veth pair; taking the
-namespace's end of the pair down makes the connection half-open, since
-the client's socket stays open but no packet reaches it any more.
+test creates, joined to this host by a veth pair. Taking the namespace's
+end of the pair down makes the connection half-open, since the client's
+socket stays open but no packet reaches it any more.
 """
 
 import os

@@ -129,9 +129,10 @@ async def test_killed_bridge_loses_nothing(shared_mode, jetstream, user_id):
         second = range(26, 51)
         second_sequences = await publish_numbers(jetstream, user_id, second)
 
-        # The survivor takes over; events the dead bridge had fetched but
-        # not acknowledged come again after the 2 s acknowledgement wait,
-        # and the streams skip the copies they already wrote.
+        # The survivor takes the lead once the dead bridge's key expires. It
+        # rewinds the consumer to the acknowledgement floor, so the events
+        # the dead bridge had fetched but not acknowledged come again, and
+        # the streams skip the copies they already wrote.
         for stream in streams:
             await assert_receives(stream, second_sequences, second, timeout=15)
             await assert_nothing_more(stream)
@@ -180,7 +181,7 @@ async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_i
     server = ServiceProcess(nats_url, args=["--http-only"], **environment).start()
     try:
         stream = await open_stream(server, user_id)
-        gone = await open_stream(server, user_id + "-gone")
+        leaving = await open_stream(server, user_id + "-leaving")
         (first,) = await publish_numbers(jetstream, user_id, [1])
         await assert_receives(stream, [first], [1])
 
@@ -189,7 +190,7 @@ async def test_redis_outage_tells_clients(nats_url, jetstream, own_redis, user_i
         await asyncio.to_thread(server.wait_until, lambda: server.get("/readyz")[0] == 503, 10, "unready")
         assert b"redis: not ready" in server.get("/readyz")[1]
         # A client that leaves while Redis is down must not stay counted.
-        await gone.close()
+        await leaving.close()
         during = await publish_numbers(jetstream, user_id, [2, 3])
         own_redis["process"] = own_redis["start"]()
 
