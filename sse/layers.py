@@ -14,7 +14,9 @@ but differs where a stream service needs it to:
 * Group membership does not expire with time; it ends with
   ``group_discard`` or when a channel's messages expire unread.
 * ``group_send`` copies the message once and gives every member the same
-  copy, so receivers must treat messages as read-only.
+  copy, so receivers must treat messages as read-only. A message whose
+  values are all immutable (strings, bytes, numbers, ``None``) is copied
+  shallowly, which is most of the cost of a send saved.
 """
 
 import asyncio
@@ -27,6 +29,15 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 OVERFLOW = "sse.overflow"
+
+IMMUTABLE_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def copy_message(message):
+    """Return a copy of ``message`` that later changes to it cannot reach."""
+    if all(type(value) in IMMUTABLE_TYPES for value in message.values()):
+        return dict(message)
+    return deepcopy(message)
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -57,7 +68,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._sweep_if_due()
 
         try:
-            self._queue(channel).put_nowait((time.monotonic() + self.expiry, deepcopy(message)))
+            self._queue(channel).put_nowait((time.monotonic() + self.expiry, copy_message(message)))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
         self._filled.add(channel)
@@ -114,7 +125,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if not members:
             return
 
-        item = (time.monotonic() + self.expiry, deepcopy(message))
+        item = (time.monotonic() + self.expiry, copy_message(message))
         for channel in list(members):
             queue = self._queue(channel)
             try:
