@@ -17,6 +17,7 @@ import logging
 import socket
 import time
 
+from twisted.internet import tcp
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -195,3 +196,49 @@ class Outbox:
         self.waiting.clear()
         self.waiting_bytes = 0
         return dropped
+
+
+class EagerWriteServer(tcp.Server):
+    """
+    A TCP connection that hands a write to the socket at once when nothing
+    is queued before it.
+
+    Twisted queues every write and sends it on the next turn of the event
+    loop, after registering the socket for writability and before removing
+    it again: two ``epoll_ctl`` calls, a loop callback and a dictionary
+    lookup that raises and catches ``KeyError`` in asyncio, for every
+    event of every stream. Writing at once skips all of that whenever the
+    kernel's send buffer has room, which for a client that reads is always.
+    What the socket does not take is queued as before, so back-pressure and
+    the ``FlowControl`` producer keep working.
+    """
+
+    def write(self, data):
+        if self._idle() and data:
+            sent = self.writeSomeData(data)
+            if not isinstance(sent, int):
+                # The connection is gone; the queued write reports it.
+                super().write(data)
+                return
+            if sent == len(data):
+                return
+            data = bytes(memoryview(data)[sent:])
+        super().write(data)
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def _idle(self):
+        return (
+            self.connected
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not self._tempDataLen
+            and self.offset == len(self.dataBuffer)
+        )
+
+
+def send_eagerly(port):
+    """Make the connections that ``port`` (a listening TCP port) accepts from now on write eagerly."""
+    if isinstance(port, tcp.Port) and port.transport is tcp.Server:
+        port.transport = EagerWriteServer

@@ -22,7 +22,7 @@ from .bridge import Bridge
 from .debug import DebugApplication, PortRouter
 from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
-from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory
+from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory, send_eagerly
 from .history import history
 from .layers import InMemoryChannelLayer
 from .redis_watch import RedisWatch
@@ -141,6 +141,7 @@ class StreamServer(daphne.server.Server):
 
     def listen_success(self, port):
         self.ports.append(port)
+        send_eagerly(port)
         super().listen_success(port)
 
     def create_application(self, protocol, scope):
