@@ -3,6 +3,7 @@ The event-stream consumer: one instance per open ``text/event-stream``.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -13,6 +14,8 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 
 from . import __version__, cors, metrics, tracing
 from .authentication import authenticate, header
@@ -83,6 +86,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self.user_id = None
         self.streaming = False
         self.keepalive_task = None
+        self.expiry_timer = None
         self.expiry_task = None
         self.outbox = None
         self.flow = None
@@ -93,12 +97,61 @@ class EventStreamConsumer(AsyncHttpConsumer):
         self._request_id = None
 
     async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            raise ImproperlyConfigured("Event streams need a channel layer; settings.CHANNEL_LAYERS has no 'default'.")
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         try:
-            await super().__call__(scope, receive, send)
+            await self.serve(receive)
+        except StopConsumer:
+            pass
         finally:
             # Also runs when the server cancels the consumer at shutdown,
             # when http.disconnect never arrives.
             await self.end_stream()
+
+    async def serve(self, receive):
+        """
+        Handle the request, then write the channel's messages until the
+        client disconnects or a handler raises ``StopConsumer``.
+
+        channels' ``await_many_dispatch`` waits on the request and the
+        channel together and starts a new task for every message it
+        receives. With thousands of streams and a broadcast, that is
+        thousands of tasks per event. Here the request is read first,
+        because no event can arrive before ``handle()`` joined the groups.
+        Then this task reads the channel, and one task per stream waits
+        for the disconnect.
+        """
+        while not self.streaming:
+            await self.dispatch(await receive())
+
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self.watch_disconnect(receive, task))
+        try:
+            while True:
+                message = await self.channel_receive()
+                if message["type"] == "sse.event":
+                    await self.sse_event(message)
+                else:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled() or not watcher.result():
+                raise
+            # The watcher cancelled this task because the client left.
+            task.uncancel()
+        finally:
+            watcher.cancel()
+
+    async def watch_disconnect(self, receive, task):
+        """Wait for ``http.disconnect``, then cancel ``task``; return whether it did."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+        return True
 
     async def dispatch(self, message):
         # AsyncConsumer.dispatch closes stale database connections in a
@@ -214,7 +267,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
             if self.flow is not None:
                 self.flow.drop_if_unacknowledged(STALLED_KEEPALIVE_INTERVALS * config.keepalive_interval)
         if identity.expires_at is not None:
-            self.expiry_task = asyncio.create_task(self.expire_at(identity.expires_at))
+            # A timer rather than a sleeping task: it costs a fraction of
+            # the memory, and most streams hold one for hours.
+            delay = max(identity.expires_at - time.time(), 0.0)
+            self.expiry_timer = asyncio.get_running_loop().call_later(delay, self.token_expired)
 
     async def replay_missed_events(self):
         """
@@ -242,10 +298,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
             # A replayed event's age is no delivery latency.
             await self.sse_event({**message, "published": None})
 
-    async def expire_at(self, rejected_from):
-        """Ask the consumer to end the stream when its token stops being accepted."""
-        await asyncio.sleep(max(rejected_from - time.time(), 0.0))
-        await self.notify_self("sse.token_expired")
+    def token_expired(self):
+        """Ask the consumer to end the stream, now that its token is no longer accepted."""
+        self.expiry_timer = None
+        self.expiry_task = asyncio.ensure_future(self.notify_self("sse.token_expired"))
 
     async def notify_self(self, message_type):
         """
@@ -345,12 +401,21 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def disconnect(self):
         await self.end_stream()
 
+    async def http_disconnect(self, message):
+        # Unlike AsyncHttpConsumer's, without closing database connections
+        # in a thread: streams do not use the database.
+        await self.end_stream()
+        raise StopConsumer()
+
     async def end_stream(self):
         """Leave the groups and stop the keep-alive timer; safe to call more than once."""
         for task in (self.keepalive_task, self.expiry_task):
             if task is not None:
                 task.cancel()
         self.keepalive_task = self.expiry_task = None
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+            self.expiry_timer = None
         if self.outbox is not None:
             self.outbox.discard()
         self.end_span()
