@@ -225,7 +225,8 @@ class Bridge:
             name=self.consumer_name,
             durable_name=self.consumer_name if self.shared else None,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            ack_policy=AckPolicy.EXPLICIT,
+            # One acknowledgement per batch, for its last message.
+            ack_policy=AckPolicy.ALL,
             ack_wait=self.config.events_ack_wait,
             max_ack_pending=FETCH_BATCH,
             filter_subject=SUBJECT,
@@ -288,8 +289,22 @@ class Bridge:
             self._pulled_since_failure = True
 
             settle = [await self.handle(message) for message in messages]
-            for acknowledge in settle:
+            await self._settle(messages, settle)
+
+    async def _settle(self, messages, settle):
+        """
+        Settle a handled batch: terminate its malformed messages, then
+        acknowledge the last of the others, which with ``AckPolicy.ALL``
+        acknowledges every message before it as well.
+        """
+        last = None
+        for message, acknowledge in zip(messages, settle):
+            if acknowledge == message.term:
                 await acknowledge()
+            else:
+                last = message
+        if last is not None:
+            await last.ack()
 
     async def handle(self, message):
         """

@@ -103,7 +103,7 @@ def live_counts():
         users=status.users,
         nats_state=status.nats_state,
         events_received=counter_totals(metrics.EVENTS_RECEIVED),
-        events_sent=sum(counter_totals(metrics.EVENTS_SENT).values()),
+        events_sent=sum(counter_totals(metrics.DELIVERIES).values()),
         events_dropped=counter_totals(metrics.EVENTS_DROPPED),
     )
 

@@ -198,7 +198,7 @@ def test_live_counts_shown(admin_client):
     dropped = int(live(before, "dropped-slow_client"))
 
     metrics.EVENTS_RECEIVED.labels(result="delivered").inc(2)
-    metrics.EVENTS_SENT.inc(5)
+    metrics.DELIVERIES.inc(5)
     metrics.EVENTS_DROPPED.labels(reason="slow_client").inc(3)
     for user_id in ("admin-page-user-a", "admin-page-user-a", "admin-page-user-b"):
         status.stream_opened(user_id)
