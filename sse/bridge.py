@@ -23,6 +23,7 @@ from .groups import BROADCAST_GROUP, user_group
 from .history import history
 from .leadership import REFRESH_SECONDS, Leadership
 from .nats_options import nats_connect_options
+from .pull import PullConsumer
 from .wire import BROADCAST_USER_ID, decode_event, encode_frame, timestamp_seconds
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,16 @@ logger = logging.getLogger(__name__)
 STREAM = "main-queue"
 SUBJECT = "main-queue"
 
-# Messages fetched per pull request. It must stay well below the channel
-# layer's per-channel capacity, because a batch is handed to the layer
-# without yielding to the stream consumers in between.
+# Messages per pull request, and the most handed to the channel layer in
+# one go. It must stay well below the layer's per-channel capacity, because
+# a batch is handed to the layer without yielding to the stream consumers
+# in between.
 FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 2.0
+
+# Messages delivered and not yet acknowledged, at most: the batch being
+# handled, the one on its way and the one requested after it.
+MAX_ACK_PENDING = 4 * FETCH_BATCH
 
 # JetStream deletes our consumer this long after the last pull request, so
 # a process that dies without cleaning up leaves nothing behind for long.
@@ -158,7 +164,7 @@ class Bridge:
         if subscription is None:
             return
         try:
-            await subscription.unsubscribe()
+            await subscription.stop()
         except Exception as error:
             logger.debug("Dropping a pull subscription failed: %s", error)
 
@@ -207,10 +213,18 @@ class Bridge:
                 # Another bridge created the shared consumer first.
                 if not self.shared:
                     raise
-        await self._unsubscribe()
-        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
+        await self._bind()
         self.ready = True
         logger.info("Consuming stream %s with consumer %s", STREAM, self.consumer_name)
+
+    async def _bind(self):
+        """Start pulling from this bridge's consumer, in place of any earlier subscription."""
+        await self._unsubscribe()
+        subscription = PullConsumer(
+            self.connection, STREAM, self.consumer_name, batch=FETCH_BATCH, expires=FETCH_TIMEOUT_SECONDS
+        )
+        await subscription.start()
+        self.subscription = subscription
 
     def _consumer_config(self, stream_last_sequence):
         """
@@ -228,7 +242,7 @@ class Bridge:
             # One acknowledgement per batch, for its last message.
             ack_policy=AckPolicy.ALL,
             ack_wait=self.config.events_ack_wait,
-            max_ack_pending=FETCH_BATCH,
+            max_ack_pending=MAX_ACK_PENDING,
             filter_subject=SUBJECT,
             inactive_threshold=None if self.shared else CONSUMER_INACTIVE_THRESHOLD_SECONDS,
         )
@@ -258,8 +272,7 @@ class Bridge:
             await js.delete_consumer(STREAM, self.consumer_name)
             config = self._consumer_config(stream.state.last_seq)
         await js.add_consumer(STREAM, config=config)
-        await self._unsubscribe()
-        self.subscription = await js.pull_subscribe_bind(stream=STREAM, consumer=self.consumer_name)
+        await self._bind()
         logger.info("Consuming stream %s from sequence %d with consumer %s", STREAM, config.opt_start_seq, self.consumer_name)
 
     async def _consume(self):
@@ -276,15 +289,9 @@ class Bridge:
                 if acquired:
                     await self._take_over()
 
-            try:
-                messages = await self.subscription.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
-            except TimeoutError:
-                # The builtin TimeoutError covers nats-py's own and the
-                # asyncio one that fetch() raises when the event loop was too
-                # busy to read the reply to the pull request in time.
-                messages = []
-            # Only a pull request that JetStream answered shows that the
-            # consumer exists, for example after a reconnect.
+            messages = await self.subscription.next_batch(FETCH_TIMEOUT_SECONDS)
+            # next_batch() raises when JetStream rejects the requests or stops
+            # responding, so a return shows that the consumer exists.
             self.ready = True
             self._pulled_since_failure = True
 
@@ -378,4 +385,6 @@ class Bridge:
             logger.warning("Disconnected from NATS")
 
     async def _on_reconnected(self):
+        if self.subscription is not None:
+            self.subscription.forget_requests()
         logger.info("Reconnected to NATS at %s:%s", self.connection.connected_url.hostname, self.connection.connected_url.port)

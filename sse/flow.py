@@ -204,10 +204,10 @@ class EagerWriteServer(tcp.Server):
     is queued before it.
 
     Twisted queues every write and sends it on the next turn of the event
-    loop, after registering the socket for writability and before removing
-    it again: two ``epoll_ctl`` calls, a loop callback and a dictionary
-    lookup that raises and catches ``KeyError`` in asyncio, for every
-    event of every stream. Writing at once skips all of that whenever the
+    loop. It registers the socket for writability before and removes it
+    after, which costs two ``epoll_ctl`` calls, a loop callback and, in
+    asyncio, a dictionary lookup that raises and catches ``KeyError``. That
+    happened for every event of every stream. Writing at once skips all of that whenever the
     kernel's send buffer has room, which for a client that reads is always.
     What the socket does not take is queued as before, so back-pressure and
     the ``FlowControl`` producer keep working.

@@ -40,7 +40,7 @@ class Deliveries:
 
     A broadcast makes one write per stream, so these are updated far more
     often than any other metric. prometheus_client takes a lock for every
-    update, and a histogram walks its buckets; here an update is a few
+    update, and its histogram walks the buckets. Here an update is a few
     additions on plain numbers, and the metrics are built when scraped.
     Updates must come from the event loop's thread.
     """
