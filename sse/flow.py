@@ -35,8 +35,9 @@ class FlowControl:
     def __init__(self, request):
         self.request = request
         self.paused_since = None
-        self.resumed = asyncio.Event()
-        self.resumed.set()
+        # Created only while someone waits for the resume: an asyncio.Event
+        # per stream would cost more memory than the rest of this object.
+        self._resumed = None
         request.registerProducer(self, True)
         keep_http2_connection_open(request)
 
@@ -47,11 +48,20 @@ class FlowControl:
     def pauseProducing(self):
         if self.paused_since is None:
             self.paused_since = time.monotonic()
-        self.resumed.clear()
 
     def resumeProducing(self):
         self.paused_since = None
-        self.resumed.set()
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    async def wait_resumed(self):
+        """Return once Twisted is not pausing this producer."""
+        if self.paused_since is None:
+            return
+        if self._resumed is None or self._resumed.done():
+            self._resumed = asyncio.get_running_loop().create_future()
+        await self._resumed
 
     def stopProducing(self):
         # The connection is gone; wake anyone who waits to write.
@@ -152,7 +162,8 @@ class Outbox:
         self.flow = flow
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self.waiting = collections.deque()
+        # A deque only while events wait, which for a client that reads is never.
+        self.waiting = None
         self.waiting_bytes = 0
         self.drain_task = None
 
@@ -161,6 +172,8 @@ class Outbox:
             await self.write(frame, *context)
             return True
 
+        if self.waiting is None:
+            self.waiting = collections.deque()
         self.waiting.append((frame, context))
         self.waiting_bytes += len(frame)
         if len(self.waiting) > self.max_events or self.waiting_bytes > self.max_bytes:
@@ -172,11 +185,12 @@ class Outbox:
     async def drain(self):
         try:
             while self.waiting:
-                await self.flow.resumed.wait()
+                await self.flow.wait_resumed()
                 while self.waiting and not self.flow.paused:
                     frame, context = self.waiting.popleft()
                     self.waiting_bytes -= len(frame)
                     await self.write(frame, *context)
+            self.waiting = None
         except Exception as error:
             # The connection went away under the write; the consumer ends
             # the stream when daphne reports the disconnect.
@@ -192,8 +206,8 @@ class Outbox:
         """Stop draining and return how many events were still waiting."""
         if self.drain_task is not None:
             self.drain_task.cancel()
-        dropped = len(self.waiting)
-        self.waiting.clear()
+        dropped = len(self.waiting) if self.waiting else 0
+        self.waiting = None
         self.waiting_bytes = 0
         return dropped
 

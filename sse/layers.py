@@ -11,15 +11,18 @@ but differs where a stream service needs it to:
 * Expired messages are swept at most once per ``sweep_interval`` seconds
   instead of on every send and receive, which made the stock layer's cost
   grow with the square of the number of open channels.
+* A channel costs a few hundred bytes instead of an ``asyncio.Queue`` with
+  its four deques, which matters with one channel per open stream.
 * Group membership does not expire with time; it ends with
   ``group_discard`` or when a channel's messages expire unread.
 * ``group_send`` copies the message once and gives every member the same
   copy, so receivers must treat messages as read-only. A message whose
   values are all immutable (strings, bytes, numbers, ``None``) is copied
-  shallowly, which is most of the cost of a send saved.
+  shallowly, which saves most of the cost of a send.
 """
 
 import asyncio
+import collections
 import random
 import string
 import time
@@ -40,6 +43,51 @@ def copy_message(message):
     return deepcopy(message)
 
 
+class Channel:
+    """
+    The messages waiting on one channel, and the receiver waiting for them.
+
+    ``messages`` is ``None`` while empty, so that the thousands of idle
+    channels of a server with many streams hold no deque.
+    """
+
+    __slots__ = ("capacity", "messages", "waiter", "receivers")
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.messages = None
+        self.waiter = None
+        self.receivers = 0
+
+    def __len__(self):
+        return len(self.messages) if self.messages else 0
+
+    def put(self, item):
+        """Append ``item`` and wake the receiver; return ``False`` when the channel is full."""
+        if self.messages is None:
+            self.messages = collections.deque()
+        elif len(self.messages) >= self.capacity:
+            return False
+        self.messages.append(item)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def pop(self):
+        """Remove and return the oldest item; the channel must not be empty."""
+        item = self.messages.popleft()
+        if not self.messages:
+            self.messages = None
+        return item
+
+    async def wait(self):
+        """Wait until an item arrives; receivers that wait at the same time share one future."""
+        if self.waiter is None or self.waiter.done():
+            self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
+
+
 class InMemoryChannelLayer(BaseChannelLayer):
     """A process-local channel layer; ``capacity`` is the queue length per channel."""
 
@@ -50,16 +98,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.sweep_interval = sweep_interval
         self.channels = {}
         self.groups = {}
-        # Channels that may hold messages. Most queues are empty, with a
+        # Channels that may hold messages. Most channels are empty, with a
         # consumer waiting on them, so the sweep looks only at these.
         self._filled = set()
         self._next_sweep = 0.0
 
-    def _queue(self, channel):
-        queue = self.channels.get(channel)
-        if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
-        return queue
+    def _channel(self, name):
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = self.channels[name] = Channel(self.get_capacity(name))
+        return channel
 
     async def send(self, channel, message):
         """Queue ``message`` on ``channel``; raises ``ChannelFull`` when its queue is full."""
@@ -67,10 +115,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         self._sweep_if_due()
 
-        try:
-            self._queue(channel).put_nowait((time.monotonic() + self.expiry, copy_message(message)))
-        except asyncio.QueueFull:
-            raise ChannelFull(channel) from None
+        if not self._channel(channel).put((time.monotonic() + self.expiry, copy_message(message))):
+            raise ChannelFull(channel)
         self._filled.add(channel)
 
     async def receive(self, channel):
@@ -78,17 +124,28 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         self._sweep_if_due()
 
-        queue = self._queue(channel)
+        queue = self._channel(channel)
+        queue.receivers += 1
         try:
-            _, message = await queue.get()
+            while not queue.messages:
+                try:
+                    await queue.wait()
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():
+                        raise
+                    # Another receiver, cancelled while waiting, cancelled
+                    # the future this one shared with it.
         except asyncio.CancelledError:
-            # The consumer has ended: forget its queue so that channels of
+            # The consumer has ended: forget its channel so that channels of
             # ended consumers do not accumulate. A live consumer keeps its
-            # queue, because a new one per message is garbage per message.
-            if queue.empty() and self.channels.get(channel) is queue:
+            # channel, because a new one per message is garbage per message.
+            if queue.receivers == 1 and not queue.messages and self.channels.get(channel) is queue:
                 del self.channels[channel]
                 self._filled.discard(channel)
             raise
+        finally:
+            queue.receivers -= 1
+        _, message = queue.pop()
         return message
 
     async def new_channel(self, prefix="specific."):
@@ -127,19 +184,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
         item = (time.monotonic() + self.expiry, copy_message(message))
         for channel in list(members):
-            queue = self._queue(channel)
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
+            queue = self._channel(channel)
+            if not queue.put(item):
                 self._overflow(queue)
             self._filled.add(channel)
 
     def _overflow(self, queue):
         dropped = 1
-        while not queue.empty():
-            _, queued = queue.get_nowait()
+        while queue.messages:
+            _, queued = queue.pop()
             dropped += queued.get("dropped", 1) if queued.get("type") == OVERFLOW else 1
-        queue.put_nowait((time.monotonic() + self.expiry, {"type": OVERFLOW, "dropped": dropped}))
+        queue.put((time.monotonic() + self.expiry, {"type": OVERFLOW, "dropped": dropped}))
 
     async def flush(self):
         self.channels = {}
@@ -159,12 +214,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Drop expired messages; a channel that let one expire has no live consumer and leaves its groups."""
         for channel in list(self._filled):
             queue = self.channels.get(channel)
-            if queue is None or queue.empty():
+            if queue is None or not queue.messages:
                 self._filled.discard(channel)
                 continue
             expired = False
-            while not queue.empty() and queue._queue[0][0] < now:
-                queue.get_nowait()
+            while queue.messages and queue.messages[0][0] < now:
+                queue.pop()
                 expired = True
             if not expired:
                 continue
@@ -172,6 +227,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 members.pop(channel, None)
                 if not members:
                     del self.groups[group]
-            if queue.empty():
+            if not queue.messages:
                 self.channels.pop(channel, None)
                 self._filled.discard(channel)

@@ -45,6 +45,33 @@ async def test_cancelled_receive_forgets_channel():
     assert channel not in layer.channels
 
 
+async def test_cancelled_receiver_spares_other_receiver():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    first = asyncio.create_task(layer.receive(channel))
+    second = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+
+    first.cancel()
+    await asyncio.sleep(0)
+    await layer.send(channel, {"type": "a"})
+
+    assert await asyncio.wait_for(second, 1) == {"type": "a"}
+    assert first.cancelled()
+
+
+async def test_idle_channel_holds_no_queue():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "a"})
+    await layer.send(channel, {"type": "b"})
+
+    assert len(layer.channels[channel]) == 2
+    assert await layer.receive(channel) == {"type": "a"}
+    assert await layer.receive(channel) == {"type": "b"}
+    assert layer.channels[channel].messages is None
+
+
 async def test_sweep_skips_empty_channels():
     layer = InMemoryChannelLayer(expiry=0.01, sweep_interval=0.0)
     channel = await layer.new_channel()
