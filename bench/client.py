@@ -26,8 +26,8 @@ class StreamError(Exception):
 @dataclass(frozen=True)
 class EventFormat:
     """
-    How a server writes the benchmark's events, so that the client can read
-    them back.
+    The shape of a server's event blocks, which the client needs to read
+    the benchmark's events back.
 
     ``control_prefixes`` starts every block that is not an event of the
     benchmark (a bytes prefix or a tuple of them, for ``bytes.startswith``).
@@ -323,9 +323,9 @@ class LoadClient:
 
 def _parse_block(block, event_format=PLAIN):
     """
-    Return ``(id, data)`` of one event block; the id is 0 when it is missing
-    or when ``event_format`` is not numbered. Raises ``ValueError`` for a
-    block that the format cannot read.
+    Return ``(id, data)`` of one event block. The id is 0 when it is
+    missing or when ``event_format`` is not numbered. Raises ``ValueError``
+    for a block that the format cannot read.
     """
     event_id = 0
     data = []

@@ -167,7 +167,7 @@ def eventstream(nats_url, *, gc_log=False, gc_disable=False):
         "BENCH_NATS_URL": nats_url,
         "BENCH_JWT_SECRET": JWT_SECRET,
     }
-    # Verbosity 0 turns daphne's access log off; runsse writes none either.
+    # Verbosity 0 turns off daphne's access log. runsse writes none either.
     command = [
         sys.executable, *_gc_wrapper(gc_log, gc_disable), "-m", "daphne", "--verbosity", "0",
         "--bind", "127.0.0.1", "--port", str(port), "bench.eventstream_site.asgi:application",

@@ -74,7 +74,7 @@ def test_eventstream_check_finds_gaps_and_duplicates():
     assert result.unexpected == 0
 
 
-def test_eventstream_check_accepts_in_order_events_without_ids():
+def test_eventstream_check_accepts_missing_ids():
     events = [(2.0, eventstream_block("u1", 0)), (2.0, eventstream_block("all", 0)), (2.0, eventstream_block("u1", 1))]
     result = StreamCheck()
 
