@@ -42,12 +42,13 @@ class Bridge:
         self.task = None
 
     def start(self):
-        """Start consuming in a task of the running event loop."""
+        """Start consuming in a task of the current event loop."""
         self.task = asyncio.get_event_loop().create_task(self.consume())
         self.task.add_done_callback(self._log_failure)
 
     async def stop(self):
-        if self.task is None:
+        # A task that already failed has logged its error in _log_failure.
+        if self.task is None or self.task.done():
             return
         self.task.cancel()
         try:
