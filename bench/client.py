@@ -9,6 +9,7 @@ afterwards, so that the client stays cheap compared with the server.
 """
 
 import asyncio
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,39 @@ CONNECT_CONCURRENCY = 100
 
 class StreamError(Exception):
     """A stream could not be opened or ended while it was expected to stay open."""
+
+
+@dataclass(frozen=True)
+class EventFormat:
+    """
+    The shape of a server's event blocks, which the client needs to read
+    the benchmark's events back.
+
+    ``control_prefixes`` starts every block that is not an event of the
+    benchmark (a bytes prefix or a tuple of them, for ``bytes.startswith``).
+    The first such block shows that the stream has opened. With
+    ``numbered``, each event must carry an ``id:`` that is an integer
+    rising over the whole stream. With ``json_data``, the ``data:`` lines
+    hold the message as a JSON string.
+    """
+
+    control_prefixes: object = b":"
+    numbered: bool = True
+    json_data: bool = False
+
+
+# runsse and the floor: comments, then "id: <sequence>" on every event.
+PLAIN = EventFormat()
+
+# django-eventstream 5.3 opens with a padding comment and a "stream-open"
+# event, sends a "keep-alive" event after 20 s without events, writes no
+# id: while event storage is off, and JSON-encodes the data of send_event().
+# Its order is per channel, so only the counter of each key is checked.
+DJANGO_EVENTSTREAM = EventFormat(
+    control_prefixes=(b":", b"event: stream-open\n", b"event: keep-alive\n"),
+    numbered=False,
+    json_data=True,
+)
 
 
 class StreamProtocol(asyncio.Protocol):
@@ -38,6 +72,7 @@ class StreamProtocol(asyncio.Protocol):
         self.chunk_left = 0
         self.chunk_crlf = False
         self.events = []
+        self.control_prefixes = client.event_format.control_prefixes
         self.opened = asyncio.get_running_loop().create_future()
         self.lost = False
 
@@ -110,9 +145,10 @@ class StreamProtocol(asyncio.Protocol):
                 break
             block = bytes(body[start:end])
             start = end + 2
-            if block.startswith(b":"):
-                # The first comment (": stream opened") shows that the
-                # server has subscribed the stream to its groups.
+            if block.startswith(self.control_prefixes):
+                # The first control block (runsse's ": stream opened",
+                # django-eventstream's padding comment) shows that the
+                # server has subscribed the stream to its groups or channels.
                 if not self.opened.done():
                     self.opened.set_result(None)
                 continue
@@ -168,13 +204,14 @@ class LoadClient:
     Open streams against one server and check what they receive.
 
     ``streams`` contains ``(user_id, protocol)`` pairs in the order they were
-    opened.
+    opened. ``event_format`` describes how the server writes events.
     """
 
-    def __init__(self, port, host="127.0.0.1", path="/sse"):
+    def __init__(self, port, host="127.0.0.1", path="/sse", event_format=PLAIN):
         self.host = host
         self.port = port
         self.path = path
+        self.event_format = event_format
         self.streams = []
         self.delivered = 0
         self.target = 0
@@ -234,7 +271,8 @@ class LoadClient:
         per-user events) and ``broadcasts`` events for everyone.
 
         Every stream must get each of its user's events and every broadcast
-        exactly once, numbered from 0 up, and with rising ``id:``.
+        exactly once, numbered from 0 up, and, for a numbered event format,
+        with rising ``id:``.
         """
         result = StreamCheck()
         for user_id, protocol in self.streams:
@@ -242,18 +280,22 @@ class LoadClient:
                 result.closed_streams += 1
             expected = {user_id: per_user.get(user_id, 0), BROADCAST_KEY: broadcasts}
             result.expected += sum(expected.values())
-            self._check_stream(protocol.events, expected, result)
+            self._check_stream(protocol.events, expected, result, self.event_format)
         return result
 
     @staticmethod
-    def _check_stream(events, expected, result):
+    def _check_stream(events, expected, result, event_format=PLAIN):
         next_n = dict.fromkeys(expected, 0)
         seen = {key: set() for key in expected}
         last_id = 0
         for received, block in events:
-            event_id, data = _parse_block(block)
-            key, n, published = parse_message(data)
             result.delivered += 1
+            try:
+                event_id, data = _parse_block(block, event_format)
+                key, n, published = parse_message(data)
+            except ValueError:
+                result.unexpected += 1
+                continue
             if key == BROADCAST_KEY:
                 result.broadcast_latencies.append(received - published)
             else:
@@ -269,7 +311,7 @@ class LoadClient:
             if n in seen[key]:
                 result.duplicates += 1
                 continue
-            if n != next_n[key] or event_id <= last_id:
+            if n != next_n[key] or (event_format.numbered and event_id <= last_id):
                 result.out_of_order += 1
             last_id = max(last_id, event_id)
             seen[key].add(n)
@@ -279,15 +321,25 @@ class LoadClient:
             result.missing += count - len(seen[key])
 
 
-def _parse_block(block):
+def _parse_block(block, event_format=PLAIN):
+    """
+    Return ``(id, data)`` of one event block. The id is 0 when it is
+    missing or when ``event_format`` is not numbered. Raises ``ValueError``
+    for a block that the format cannot read.
+    """
     event_id = 0
     data = []
     for line in block.decode().split("\n"):
-        if line.startswith("id: "):
+        if line.startswith("id: ") and event_format.numbered:
             event_id = int(line[4:])
         elif line.startswith("data: "):
             data.append(line[6:])
-    return event_id, "\n".join(data)
+    text = "\n".join(data)
+    if event_format.json_data:
+        text = json.loads(text)
+        if not isinstance(text, str):
+            raise ValueError(f"the data is JSON but not a string: {text!r}")
+    return event_id, text
 
 
 def median(values):

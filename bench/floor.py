@@ -22,7 +22,6 @@ import uuid
 
 import jwt
 import nats
-import nats.errors
 import uvicorn
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -121,7 +120,10 @@ class FloorApp:
             while True:
                 try:
                     messages = await subscription.fetch(FETCH_BATCH, timeout=2.0)
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:
+                    # No message within the timeout. fetch() raises
+                    # nats.errors.TimeoutError, a subclass, or on some
+                    # paths of nats-py 2.16 asyncio's own.
                     continue
                 for message in messages:
                     self.fan_out(message)

@@ -38,7 +38,7 @@ ROWS = [
 
 def versions():
     """Return the versions of Python, the servers' packages and nats-server, as one line."""
-    packages = ["daphne", "channels", "Twisted", "Django", "uvicorn", "uvloop", "httptools", "nats-py"]
+    packages = ["daphne", "channels", "Twisted", "Django", "django-eventstream", "uvicorn", "uvloop", "httptools", "nats-py"]
     parts = [f"Python {platform.python_version()}"]
     for package in packages:
         try:

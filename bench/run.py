@@ -43,7 +43,7 @@ def parse_args(argv=None):
         description="Benchmark runsse against a raw-ASGI floor server on 127.0.0.1.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--servers", default="runsse,floor", help="comma-separated servers: runsse, floor")
+    parser.add_argument("--servers", default="runsse,floor", help="comma-separated servers: runsse, floor, eventstream")
     parser.add_argument("--streams", default="1000,5000", help="comma-separated numbers of streams")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every scenario; the table shows medians")
     parser.add_argument("--rate", type=float, default=200, help="per-user events per second in the latency scenarios")

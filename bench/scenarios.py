@@ -182,7 +182,7 @@ async def standard_set(
     await ensure_stream(nats_url)
     results = {}
 
-    client = LoadClient(server.port)
+    client = LoadClient(server.port, event_format=server.event_format)
     users = user_ids(streams)
     results["connect"] = await connect(server, client, tokens_for(users), settle)
     results["latency"] = await per_user_events(server, client, nats_url, users, int(rate * duration), rate, timeout)
@@ -196,7 +196,7 @@ async def standard_set(
     client.close()
     await asyncio.sleep(settle)
 
-    client = LoadClient(server.port)
+    client = LoadClient(server.port, event_format=server.event_format)
     tab_users = user_ids(max(1, streams // tabs), prefix="t")
     results["tabs_connect"] = await connect(server, client, tokens_for(tab_users, tabs), settle)
     results["tabs"] = await per_user_events(server, client, nats_url, tab_users, int(rate * duration), rate, timeout)
@@ -212,7 +212,7 @@ async def soak(server, nats_url, streams, *, minutes, rate, sample_seconds=10.0,
     sampling the server's RSS every ``sample_seconds``.
     """
     await ensure_stream(nats_url)
-    client = LoadClient(server.port)
+    client = LoadClient(server.port, event_format=server.event_format)
     users = user_ids(streams)
     connected = await connect(server, client, tokens_for(users))
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sse.embedded_nats import EmbeddedNATS, find_nats_server
 
+from .client import DJANGO_EVENTSTREAM, PLAIN
+
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-jwt-secret-" + "0123456789abcdef" * 4
 
@@ -49,14 +51,19 @@ def cpu_seconds(pid):
 
 
 class ServerProcess:
-    """A server under test: ``command`` run with ``environment``, ready once ``ready_url`` returns 200."""
+    """
+    A server under test: ``command`` run with ``environment``, ready once
+    ``ready_url`` returns 200, writing events in ``event_format`` (a
+    ``bench.client.EventFormat``).
+    """
 
-    def __init__(self, name, command, environment, port, ready_url):
+    def __init__(self, name, command, environment, port, ready_url, event_format=PLAIN):
         self.name = name
         self.command = command
         self.environment = environment
         self.port = port
         self.ready_url = ready_url
+        self.event_format = event_format
         self.process = None
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
 
@@ -149,4 +156,23 @@ def floor(nats_url, *, gc_log=False, gc_disable=False):
     return ServerProcess("floor", command, {}, port, f"http://127.0.0.1:{port}/ready")
 
 
-SERVERS = {"runsse": runsse, "floor": floor}
+def eventstream(nats_url, *, gc_log=False, gc_disable=False):
+    """
+    Return the django-eventstream project of ``bench.eventstream_site`` on
+    daphne, as django-eventstream's README deploys it, not yet started.
+    """
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.eventstream_site.settings",
+        "BENCH_NATS_URL": nats_url,
+        "BENCH_JWT_SECRET": JWT_SECRET,
+    }
+    # Verbosity 0 turns off daphne's access log. runsse writes none either.
+    command = [
+        sys.executable, *_gc_wrapper(gc_log, gc_disable), "-m", "daphne", "--verbosity", "0",
+        "--bind", "127.0.0.1", "--port", str(port), "bench.eventstream_site.asgi:application",
+    ]
+    return ServerProcess("eventstream", command, env, port, f"http://127.0.0.1:{port}/ready", DJANGO_EVENTSTREAM)
+
+
+SERVERS = {"runsse": runsse, "floor": floor, "eventstream": eventstream}
