@@ -4,8 +4,9 @@ ASGI and served by uvicorn (httptools, uvloop).
 
 It does what runsse does on the hot path and nothing else. It checks the
 ``x-access-token`` JWT and keeps one ``asyncio.Queue`` per stream. It
-consumes ``main-queue`` with a JetStream pull consumer that fetches and
-acknowledges like the runsse bridge, and puts each encoded frame into the
+consumes ``main-queue`` with the pull consumer of the runsse bridge
+(``sse.pull.PullConsumer``), acknowledges once per batch as the bridge
+does, and puts each encoded frame into the
 queues of the users it addresses. There is no channel layer, no limit on slow
 clients, no metrics and no keep-alive.
 
@@ -22,16 +23,20 @@ import uuid
 
 import jwt
 import nats
+import nats.js.errors
 import uvicorn
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from sse.exceptions import MalformedEvent
+from sse.pull import PullConsumer
 from sse.wire import BROADCAST_USER_ID, decode_event, encode_comment, encode_frame
 
 logger = logging.getLogger(__name__)
 
 SUBJECT = "main-queue"
+# The batch size and acknowledgement window of the runsse bridge.
 FETCH_BATCH = 256
+MAX_ACK_PENDING = 4 * FETCH_BATCH
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 OPENING = encode_comment("stream opened")
 
@@ -111,23 +116,29 @@ class FloorApp:
     async def consume(self):
         connection = await nats.connect(self.nats_url)
         js = connection.jetstream()
+        try:
+            await js.stream_info(SUBJECT)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(name=SUBJECT, subjects=[SUBJECT])
         name = f"floor-{uuid.uuid4()}"
-        config = ConsumerConfig(name=name, deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT, filter_subject=SUBJECT)
+        config = ConsumerConfig(
+            name=name,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.ALL,
+            max_ack_pending=MAX_ACK_PENDING,
+            filter_subject=SUBJECT,
+        )
         await js.add_consumer(SUBJECT, config=config)
-        subscription = await js.pull_subscribe_bind(stream=SUBJECT, consumer=name)
+        subscription = PullConsumer(connection, SUBJECT, name, batch=FETCH_BATCH, expires=2.0)
+        await subscription.start()
         self.ready = True
         try:
             while True:
-                try:
-                    messages = await subscription.fetch(FETCH_BATCH, timeout=2.0)
-                except asyncio.TimeoutError:
-                    # No message within the timeout. fetch() raises
-                    # nats.errors.TimeoutError, a subclass, or on some
-                    # paths of nats-py 2.16 asyncio's own.
-                    continue
+                messages = await subscription.next_batch(2.0)
                 for message in messages:
                     self.fan_out(message)
-                    await message.ack()
+                if messages:
+                    await messages[-1].ack()
         finally:
             await connection.close()
 
