@@ -347,7 +347,10 @@ class EventStreamConsumer(AsyncHttpConsumer):
 
     async def write_event(self, frame, published, trace):
         span = tracing.start_send_span(trace) if trace else None
-        await self.send_body(frame, more_body=True)
+        if self.flow is not None:
+            self.flow.write(frame)
+        else:
+            await self.send_body(frame, more_body=True)
         metrics.DELIVERIES.inc()
         if span is not None:
             span.end()
