@@ -3,7 +3,6 @@ The event-stream consumer: one instance per open ``text/event-stream``.
 """
 
 import asyncio
-import functools
 import json
 import logging
 import random
@@ -95,6 +94,9 @@ class EventStreamConsumer(AsyncHttpConsumer):
         # to skip the copies that a redelivery after a bridge failure sends.
         self.last_event = ("", 0)
         self._request_id = None
+        self.serving_task = None
+        self.receiving = False
+        self.left = False
 
     async def __call__(self, scope, receive, send):
         self.scope = scope
@@ -103,7 +105,6 @@ class EventStreamConsumer(AsyncHttpConsumer):
         if self.channel_layer is None:
             raise ImproperlyConfigured("Event streams need a channel layer; settings.CHANNEL_LAYERS has no 'default'.")
         self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         try:
             await self.serve(receive)
         except StopConsumer:
@@ -123,35 +124,53 @@ class EventStreamConsumer(AsyncHttpConsumer):
         receives. With thousands of streams and a broadcast, that is
         thousands of tasks per event. Here the request is read first,
         because no event can arrive before ``handle()`` joined the groups.
-        Then this task reads the channel, and one task per stream waits
-        for the disconnect.
+        Then this task reads the channel until the client leaves. The
+        server's flow-control extension reports that; without it, a
+        second task waits for ``http.disconnect``.
         """
         while not self.streaming:
             await self.dispatch(await receive())
 
-        task = asyncio.current_task()
-        watcher = asyncio.ensure_future(self.watch_disconnect(receive, task))
+        self.serving_task = asyncio.current_task()
+        watcher = None
+        if self.flow is not None:
+            self.flow.when_finished(self.client_left)
+        else:
+            watcher = asyncio.ensure_future(self.watch_disconnect(receive))
         try:
-            while True:
-                message = await self.channel_receive()
+            while not self.left:
+                self.receiving = True
+                try:
+                    message = await self.channel_layer.receive(self.channel_name)
+                finally:
+                    self.receiving = False
                 if message["type"] == "sse.event":
                     await self.sse_event(message)
                 else:
                     await self.dispatch(message)
         except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled() or not watcher.result():
+            if not self.left:
                 raise
-            # The watcher cancelled this task because the client left.
-            task.uncancel()
+            # client_left() cancelled the wait for the next message.
+            self.serving_task.uncancel()
         finally:
-            watcher.cancel()
+            self.serving_task = None
+            if watcher is not None:
+                watcher.cancel()
 
-    async def watch_disconnect(self, receive, task):
-        """Wait for ``http.disconnect``, then cancel ``task``; return whether it did."""
+    def client_left(self):
+        """Stop serving because the client has gone; safe to call at any time, and more than once."""
+        self.left = True
+        # Cancelled only while it waits for a message, so that no
+        # cancellation reaches a handler or the cleanup after the loop.
+        if self.receiving and self.serving_task is not None:
+            self.serving_task.cancel()
+
+    async def watch_disconnect(self, receive):
+        """Wait for ``http.disconnect``, then call ``client_left()``."""
         while (await receive())["type"] != "http.disconnect":
             pass
-        task.cancel()
-        return True
+        self.client_left()
 
     async def dispatch(self, message):
         # AsyncConsumer.dispatch closes stale database connections in a

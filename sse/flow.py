@@ -86,6 +86,17 @@ class FlowControl:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         request.channel.write(body)
 
+    def when_finished(self, callback):
+        """
+        Call ``callback()`` when the response ends: finished, or cut off
+        because the client went away (for HTTP/2, also a reset stream).
+        """
+        if self.request.finished or self.request.channel is None:
+            # notifyFinish() would never fire for a response that has ended.
+            callback()
+            return
+        self.request.notifyFinish().addBoth(lambda result: callback())
+
     def release(self):
         """Unregister from the request; call it before the response ends."""
         if self.request.producer is self and not self.request.finished:

@@ -82,7 +82,7 @@ async def test_missing_token(service):
         (jwt.encode(reva_claims(), JWT_SECRET, algorithm="HS384"), "token_invalid"),
         (unsigned_token(reva_claims()), "token_invalid"),
         (jwt.encode(reva_claims(exp=int(time.time()) - 30), JWT_SECRET, algorithm="HS256"), "token_expired"),
-        (jwt.encode(reva_claims(nbf=int(time.time()) + 60), JWT_SECRET, algorithm="HS256"), "token_invalid"),
+        (jwt.encode(reva_claims(nbf=int(time.time()) + 3600), JWT_SECRET, algorithm="HS256"), "token_invalid"),
         (jwt.encode(reva_claims(scope={"publicshare": {"role": 1}}), JWT_SECRET, algorithm="HS256"), "token_scope_invalid"),
         (jwt.encode(reva_claims(scope={}), JWT_SECRET, algorithm="HS256"), "token_scope_invalid"),
         (jwt.encode(reva_claims(user_id=""), JWT_SECRET, algorithm="HS256"), "token_user_missing"),
