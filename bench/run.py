@@ -43,10 +43,10 @@ def parse_args(argv=None):
         description="Benchmark runsse against a raw-ASGI floor server on 127.0.0.1.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--servers", default="runsse,floor", help="comma-separated servers: runsse, floor")
-    parser.add_argument("--streams", default="1000,5000", help="comma-separated numbers of streams")
+    parser.add_argument("--servers", default="runsse,runsse-redis,floor", help="comma-separated servers: " + ", ".join(servers.SERVERS))
+    parser.add_argument("--streams", default="5000,10000", help="comma-separated numbers of streams")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every scenario; the table shows medians")
-    parser.add_argument("--rate", type=float, default=200, help="per-user events per second in the latency scenarios")
+    parser.add_argument("--rate", type=float, default=1000, help="per-user events per second in the latency scenarios")
     parser.add_argument("--duration", type=float, default=10, help="seconds of the latency scenarios")
     parser.add_argument("--burst", type=int, default=20000, help="per-user events published as fast as possible for the throughput scenario")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcasts in the broadcast scenario, one after another")
@@ -62,7 +62,11 @@ def parse_args(argv=None):
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the burst and broadcast scenarios into this folder")
     parser.add_argument("--output", type=Path, help="write the Markdown report to this file as well as to stdout")
     parser.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.servers.split(",") if name not in servers.SERVERS]
+    if unknown:
+        parser.error(f"unknown server {unknown[0]!r} in --servers; choose from {', '.join(servers.SERVERS)}")
+    return args
 
 
 async def run_standard(args, nats_url):
