@@ -15,6 +15,7 @@ from sse.tokens import mint_reva_token
 from .client import LoadClient, median
 from .publisher import ensure_stream
 from .servers import JWT_SECRET
+from .storm import StormClients
 from .workload import per_user_counts, user_ids
 
 # Seconds to wait after the last stream opened before reading RSS, so that
@@ -152,6 +153,34 @@ async def broadcast_burst(server, client, nats_url, count, timeout):
     }
 
 
+async def reconnect_storm(server, nats_url, streams, processes, timeout):
+    """
+    Open ``streams`` streams at the same moment from ``processes`` client
+    processes, each opening its share all at once. Measure when the last
+    stream had its first bytes and its first comment, and why any failed.
+    Then publish one broadcast, which every opened stream must receive.
+    Streams that failed to open count as missing that broadcast.
+    """
+    clients = StormClients(server.port, streams, processes, timeout)
+    try:
+        await clients.start()
+        server_cpu, started = server.cpu(), time.monotonic()
+        result = await clients.storm()
+        result["server_cpu_seconds"] = server.cpu() - server_cpu
+        result["server_cpu_percent"] = 100 * result["server_cpu_seconds"] / (time.monotonic() - started)
+        await run_publisher(nats_url, ["u"], 1, 0, broadcast=True)
+        check = await clients.check(1, timeout, LINGER_SECONDS)
+    finally:
+        await clients.close()
+
+    check.expected += result["failed"]
+    check.missing += result["failed"]
+    result["check"] = check
+    if result["seconds"]:
+        result["client_cpu_percent_max"] = 100 * result["client_cpu_seconds_max"] / result["seconds"]
+    return result
+
+
 def _merge(checks):
     merged = checks[0]
     for check in checks[1:]:
@@ -166,14 +195,15 @@ def _not_profiled(scenario):
 
 
 async def standard_set(
-    server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, settle=SETTLE_SECONDS, profile=None
+    server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, storm_clients,
+    settle=SETTLE_SECONDS, profile=None,
 ):
     """
     Run every standard scenario against one started server with ``streams``
     streams: connect, memory, per-user latency at ``rate``, maximum
     throughput over a burst of ``burst`` per-user events, broadcast, a
-    burst of broadcasts with about as many deliveries, and ``tabs`` tabs
-    per user.
+    burst of broadcasts with about as many deliveries, ``tabs`` tabs per
+    user, and a reconnect storm from ``storm_clients`` client processes.
     ``settle`` is the pause in seconds before RSS is read and between the
     two sets of streams. ``profile(scenario)``, if given, returns an async
     context manager that the burst and broadcast scenarios run in.
@@ -201,6 +231,9 @@ async def standard_set(
     results["tabs_connect"] = await connect(server, client, tokens_for(tab_users, tabs), settle)
     results["tabs"] = await per_user_events(server, client, nats_url, tab_users, int(rate * duration), rate, timeout)
     client.close()
+    await asyncio.sleep(settle)
+
+    results["storm"] = await reconnect_storm(server, nats_url, streams, storm_clients, timeout)
     await asyncio.sleep(settle)
     return results
 

@@ -1,11 +1,18 @@
 """
 The benchmark harness under ``bench/`` on a few streams: every server under
-test delivers each event exactly once and in order. Speed is not checked.
+test delivers each event exactly once and in order, and every stream of the
+reconnect storm opens. Speed is not checked.
 """
+
+import asyncio
 
 from bench.client import LoadClient, StreamCheck
 from bench.run import run_smoke
+from bench.servers import free_port
+from bench.storm import StormClients
 from bench.workload import event_message
+
+SMOKE_STREAMS = 12
 
 
 def block(event_id, key, n):
@@ -13,15 +20,57 @@ def block(event_id, key, n):
 
 
 async def test_bench_smoke_delivers_everything_once():
-    checks = await run_smoke()
+    results = await run_smoke(streams=SMOKE_STREAMS)
 
-    assert set(checks) == {"runsse", "floor"}
-    for server, by_scenario in checks.items():
-        assert set(by_scenario) == {"latency", "burst", "broadcast", "fanout", "tabs"}, server
-        for scenario, check in by_scenario.items():
+    assert set(results) == {"runsse", "runsse-redis", "floor"}
+    for server, by_scenario in results.items():
+        checks = {scenario: value["check"] for scenario, value in by_scenario.items() if "check" in value}
+        assert set(checks) == {"latency", "burst", "broadcast", "fanout", "tabs", "storm"}, server
+        for scenario, check in checks.items():
             assert check.expected > 0, f"{server} {scenario}: nothing was expected"
             assert check.correct, f"{server} {scenario}: {check.summary()}"
             assert check.delivered == check.expected, f"{server} {scenario}: {check.summary()}"
+
+        storm = by_scenario["storm"]
+        assert storm["streams"] == SMOKE_STREAMS, server
+        assert storm["opened"] == SMOKE_STREAMS, f"{server}: {storm['failures']}"
+        assert storm["failures"] == {}, server
+        assert storm["client_processes"] == 2, server
+        assert 0 < storm["last_first_bytes_s"] <= storm["last_opened_s"], server
+
+
+async def test_storm_counts_refused_connects():
+    clients = StormClients(free_port(), 6, 2, timeout=3)
+    try:
+        await clients.start()
+        result = await clients.storm()
+    finally:
+        await clients.close()
+
+    assert result["opened"] == 0
+    assert result["failed"] == 6
+    assert result["failures"] == {"refused": 6}
+
+
+async def test_storm_counts_rejected_streams():
+    async def reject(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reject, "127.0.0.1", 0)
+    clients = StormClients(server.sockets[0].getsockname()[1], 6, 2, timeout=3)
+    try:
+        await clients.start()
+        result = await clients.storm()
+    finally:
+        await clients.close()
+        server.close()
+        await server.wait_closed()
+
+    assert result["opened"] == 0
+    assert result["failures"] == {"status 503": 6}
 
 
 def test_stream_check_finds_gaps_and_duplicates():
