@@ -22,7 +22,6 @@ import uuid
 
 import jwt
 import nats
-import nats.errors
 import uvicorn
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -121,7 +120,10 @@ class FloorApp:
             while True:
                 try:
                     messages = await subscription.fetch(FETCH_BATCH, timeout=2.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # The builtin TimeoutError covers nats-py's own and the
+                    # bare asyncio one that fetch() raises when the event
+                    # loop was too busy to read the reply in time.
                     continue
                 for message in messages:
                     self.fan_out(message)
