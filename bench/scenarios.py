@@ -82,7 +82,7 @@ async def per_user_events(server, client, nats_url, users, count, rate, timeout)
     client.reset()
     expected = per_user_counts(users, count)
     total = sum(expected.get(user_id, 0) for user_id, _ in client.streams)
-    client_cpu, server_cpu = time.process_time(), server.cpu()
+    client_cpu, server_cpu, companion_cpu = time.process_time(), server.cpu(), server.companion_cpu()
 
     published = await run_publisher(nats_url, users, count, rate)
     arrived = await client.wait_for(total, timeout)
@@ -102,6 +102,7 @@ async def per_user_events(server, client, nats_url, users, count, rate, timeout)
         "max_ms": check.latency_ms(1.0),
         "client_cpu_seconds": time.process_time() - client_cpu,
         "server_cpu_seconds": server.cpu() - server_cpu,
+        "companion_cpu_seconds": _companion_cpu_since(server, companion_cpu),
     }
 
 
@@ -132,7 +133,7 @@ async def broadcast_burst(server, client, nats_url, count, timeout):
     be what limits the deliveries per second.
     """
     client.reset()
-    client_cpu, server_cpu = time.process_time(), server.cpu()
+    client_cpu, server_cpu, companion_cpu = time.process_time(), server.cpu(), server.companion_cpu()
     published = await run_publisher(nats_url, ["u"], count, 0, broadcast=True)
     arrived = await client.wait_for(count * len(client.streams), timeout)
     await asyncio.sleep(LINGER_SECONDS)
@@ -150,6 +151,7 @@ async def broadcast_burst(server, client, nats_url, count, timeout):
         "p99_ms": check.latency_ms(0.99, broadcast=True),
         "client_cpu_seconds": time.process_time() - client_cpu,
         "server_cpu_seconds": server.cpu() - server_cpu,
+        "companion_cpu_seconds": _companion_cpu_since(server, companion_cpu),
     }
 
 
@@ -164,10 +166,14 @@ async def reconnect_storm(server, nats_url, streams, processes, timeout):
     clients = StormClients(server.port, streams, processes, timeout)
     try:
         await clients.start()
-        server_cpu, started = server.cpu(), time.monotonic()
+        server_cpu, companion_cpu, started = server.cpu(), server.companion_cpu(), time.monotonic()
         result = await clients.storm()
+        elapsed = time.monotonic() - started
         result["server_cpu_seconds"] = server.cpu() - server_cpu
-        result["server_cpu_percent"] = 100 * result["server_cpu_seconds"] / (time.monotonic() - started)
+        result["server_cpu_percent"] = 100 * result["server_cpu_seconds"] / elapsed
+        result["companion_cpu_seconds"] = _companion_cpu_since(server, companion_cpu)
+        if result["companion_cpu_seconds"] is not None:
+            result["companion_cpu_percent"] = 100 * result["companion_cpu_seconds"] / elapsed
         await run_publisher(nats_url, ["u"], 1, 0, broadcast=True)
         check = await clients.check(1, timeout, LINGER_SECONDS)
     finally:
@@ -179,6 +185,12 @@ async def reconnect_storm(server, nats_url, streams, processes, timeout):
     if result["seconds"]:
         result["client_cpu_percent_max"] = 100 * result["client_cpu_seconds_max"] / result["seconds"]
     return result
+
+
+def _companion_cpu_since(server, before):
+    """Return the CPU seconds that the server's companions (its Redis) used since ``before``, or None."""
+    now = server.companion_cpu()
+    return None if now is None or before is None else now - before
 
 
 def _merge(checks):

@@ -7,7 +7,8 @@ reconnect storm opens. Speed is not checked.
 import asyncio
 
 from bench.client import LoadClient, StreamCheck
-from bench.run import run_smoke
+from bench.report import _comparisons, markdown_report
+from bench.run import parse_args, run_smoke
 from bench.servers import free_port
 from bench.storm import StormClients
 from bench.workload import event_message
@@ -37,6 +38,22 @@ async def test_bench_smoke_delivers_everything_once():
         assert storm["failures"] == {}, server
         assert storm["client_processes"] == 2, server
         assert 0 < storm["last_first_bytes_s"] <= storm["last_opened_s"], server
+
+    args = parse_args(["--servers", "runsse,runsse-redis,floor", "--streams", str(SMOKE_STREAMS), "--repeat", "1"])
+    report = markdown_report({SMOKE_STREAMS: {name: [result] for name, result in results.items()}}, args)
+    assert "| scenario | runsse | runsse-redis | floor | runsse / floor | runsse-redis / floor |" in report
+    assert "storm: last stream opened after (s)" in report
+    assert "### Linearity" in report
+    assert f"### Targets, measured at {SMOKE_STREAMS} streams" in report
+    assert "| 6. redis layer, per-user burst: deliveries/s | runsse-redis |" in report
+
+
+def test_report_compares_with_eventstream_when_run():
+    assert _comparisons(["runsse", "floor"]) == [("runsse", "floor")]
+    assert _comparisons(["runsse", "runsse-redis", "eventstream", "floor"]) == [
+        ("runsse", "floor"), ("runsse-redis", "floor"), ("runsse", "eventstream"), ("runsse-redis", "eventstream"),
+    ]
+    assert _comparisons(["runsse"]) == []
 
 
 async def test_storm_counts_refused_connects():
