@@ -55,6 +55,9 @@ DJANGO_EVENTSTREAM = EventFormat(
     json_data=True,
 )
 
+# The formats by name, for client processes that take one on the command line.
+EVENT_FORMATS = {"plain": PLAIN, "django-eventstream": DJANGO_EVENTSTREAM}
+
 
 class StreamProtocol(asyncio.Protocol):
     """One stream: sends the request, then collects ``(received, block)`` pairs of its events."""

@@ -1,6 +1,8 @@
 """
 Markdown tables of benchmark results: medians over the repeats, with the
-ratio of each server to the floor server.
+ratio of each server to the floor server and to django-eventstream when
+a server named ``eventstream`` ran, then the linearity and targets tables
+of ``bench.targets``.
 """
 
 import platform
@@ -9,6 +11,11 @@ from importlib import metadata
 
 from .client import median
 from .servers import find_nats_server  # noqa: F401
+from .targets import linearity_table, targets_table
+
+# The servers that the other servers are compared with, by name. Each
+# comparison appears only when that server ran.
+BASELINES = ["floor", "eventstream"]
 
 # (label, scenario, key, unit, digits): one row of the standard table.
 ROWS = [
@@ -19,16 +26,32 @@ ROWS = [
     ("per-user events at {rate:g}/s: p50", "latency", "p50_ms", "ms", 1),
     ("per-user events at {rate:g}/s: p99", "latency", "p99_ms", "ms", 1),
     ("server CPU at {rate:g}/s", "latency", "server_cpu_percent", "%", 0),
+    ("server CPU per delivery at {rate:g}/s", "latency", "cpu_us_per_delivery", "µs", 0),
     ("max deliveries/s (burst of {burst} events)", "burst", "deliveries_per_second", "", 0),
     ("burst: p99 delivery latency", "burst", "p99_ms", "ms", 0),
     ("burst: server CPU", "burst", "server_cpu_percent", "% of a core", 0),
+    ("burst: server CPU per delivery", "burst", "cpu_us_per_delivery", "µs", 0),
+    ("burst: Redis CPU", "burst", "companion_cpu_percent", "% of a core", 0),
     ("burst: publisher rate", "burst", "publisher_rate", "events/s", 0),
     ("max deliveries/s (burst of broadcasts)", "fanout", "deliveries_per_second", "", 0),
     ("broadcast burst: server CPU", "fanout", "server_cpu_percent", "% of a core", 0),
+    ("broadcast burst: server CPU per delivery", "fanout", "cpu_us_per_delivery", "µs", 1),
+    ("broadcast burst: Redis CPU", "fanout", "companion_cpu_percent", "% of a core", 0),
     ("broadcast: last stream has it after", "broadcast", "last_stream_ms", "ms", 0),
     ("broadcast: p50 over the streams", "broadcast", "p50_ms", "ms", 0),
     ("{tabs} tabs per user at {rate:g}/s: p50", "tabs", "p50_ms", "ms", 1),
     ("{tabs} tabs per user at {rate:g}/s: p99", "tabs", "p99_ms", "ms", 1),
+    ("{tabs} tabs per user at {rate:g}/s: server CPU", "tabs", "server_cpu_percent", "%", 0),
+    ("{tabs} tabs per user at {rate:g}/s: server CPU per delivery", "tabs", "cpu_us_per_delivery", "µs", 0),
+    ("{tabs} tabs per user at {rate:g}/s: server CPU per published event", "tabs", "cpu_us_per_event", "µs", 0),
+    ("storm: last connect done after", "storm", "last_connected_s", "s", 2),
+    ("storm: last stream has its first bytes after", "storm", "last_first_bytes_s", "s", 2),
+    ("storm: last stream opened after", "storm", "last_opened_s", "s", 2),
+    ("storm: p50 of stream opened", "storm", "p50_opened_s", "s", 2),
+    ("storm: failed streams", "storm", "failed", "", 0),
+    ("storm: server CPU", "storm", "server_cpu_percent", "% of a core", 0),
+    ("storm: Redis CPU", "storm", "companion_cpu_percent", "% of a core", 0),
+    ("storm: load client CPU, busiest of {storm_clients} processes", "storm", "client_cpu_percent_max", "% of a core", 0),
     ("load client CPU during the burst", "burst", "client_cpu_percent", "% of a core", 0),
     ("load client CPU during the broadcast burst", "fanout", "client_cpu_percent", "% of a core", 0),
     ("longest garbage collection (with --gc-log)", "gc", "longest_ms", "ms", 0),
@@ -51,18 +74,28 @@ def versions():
 
 
 def _derived(result):
-    """Add the percentages that the table shows to one repeat's result."""
-    latency, burst = result["latency"], result["burst"]
-    if latency.get("seconds"):
-        latency["server_cpu_percent"] = 100 * latency["server_cpu_seconds"] / latency["seconds"]
-    if burst.get("seconds"):
-        burst["client_cpu_percent"] = 100 * burst["client_cpu_seconds"] / burst["seconds"]
-        burst["server_cpu_percent"] = 100 * burst["server_cpu_seconds"] / burst["seconds"]
-    burst["publisher_rate"] = burst["published"]["rate"]
-    fanout = result["fanout"]
-    if fanout.get("seconds"):
-        fanout["client_cpu_percent"] = 100 * fanout["client_cpu_seconds"] / fanout["seconds"]
-        fanout["server_cpu_percent"] = 100 * fanout["server_cpu_seconds"] / fanout["seconds"]
+    """
+    Add the percentages and the CPU time per event that the tables show to
+    one repeat's result. Percentages are of one core over the scenario's
+    window from the first publish to the last receive.
+    """
+    for scenario in ("latency", "burst", "fanout", "tabs"):
+        value = result.get(scenario)
+        if not value or not value.get("seconds"):
+            continue
+        seconds = value["seconds"]
+        value["client_cpu_percent"] = 100 * value["client_cpu_seconds"] / seconds
+        value["server_cpu_percent"] = 100 * value["server_cpu_seconds"] / seconds
+        if value.get("companion_cpu_seconds") is not None:
+            value["companion_cpu_percent"] = 100 * value["companion_cpu_seconds"] / seconds
+        # The server's CPU time over the whole scenario, idle moments
+        # included, per delivery and per published event, in microseconds.
+        if value.get("deliveries"):
+            value["cpu_us_per_delivery"] = 1e6 * value["server_cpu_seconds"] / value["deliveries"]
+        if value["published"].get("published"):
+            value["cpu_us_per_event"] = 1e6 * value["server_cpu_seconds"] / value["published"]["published"]
+    if "burst" in result:
+        result["burst"]["publisher_rate"] = result["burst"]["published"]["rate"]
 
 
 def _format(value, digits):
@@ -84,8 +117,30 @@ def _correctness(runs):
     return "all delivered once, in order" if not problems else "; ".join(problems)
 
 
+def _comparisons(names):
+    """Return the ``(server, baseline)`` pairs whose ratio the table shows, for the servers that ran."""
+    pairs = []
+    for baseline in BASELINES:
+        if baseline not in names:
+            continue
+        pairs += [(name, baseline) for name in names if name not in BASELINES]
+    return pairs
+
+
+def _storm_failures(runs):
+    """Return the reasons of the storm's failed streams over all repeats, most frequent first, as text."""
+    counts = {}
+    for run in runs:
+        for reason, count in run.get("storm", {}).get("failures", {}).items():
+            counts[reason] = counts.get(reason, 0) + count
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def markdown_report(results, args):
-    """Return one table per number of streams from ``results``, which maps streams to ``{server: [repeats]}``."""
+    """
+    Return one table per number of streams from ``results``, which maps
+    streams to ``{server: [repeats]}``, then the linearity and targets tables.
+    """
     sections = []
     for streams, by_server in results.items():
         names = list(by_server)
@@ -94,9 +149,8 @@ def markdown_report(results, args):
             for run in runs:
                 _derived(run)
 
-        header = ["scenario", *names]
-        if "floor" in names and len(names) > 1:
-            header += [f"{name} / floor" for name in names if name != "floor"]
+        comparisons = _comparisons(names)
+        header = ["scenario", *names] + [f"{name} / {baseline}" for name, baseline in comparisons]
         lines = [
             f"### {streams} streams (medians of {args.repeat} runs)",
             "",
@@ -104,24 +158,26 @@ def markdown_report(results, args):
             "|" + "---|" * len(header),
         ]
         for label, scenario, key, unit, digits in ROWS:
-            label = label.format(rate=args.rate, burst=args.burst, tabs=args.tabs)
+            label = label.format(rate=args.rate, burst=args.burst, tabs=args.tabs, storm_clients=args.storm_clients)
             medians = {name: median([run.get(scenario, {}).get(key) for run in good[name]]) for name in names}
             if all(value is None for value in medians.values()):
                 continue
             cells = [f"{label}" + (f" ({unit})" if unit else "")]
             cells += [_format(medians[name], digits) for name in names]
-            if "floor" in names and len(names) > 1:
-                for name in names:
-                    if name == "floor":
-                        continue
-                    floor_value = medians["floor"]
-                    ratio = medians[name] / floor_value if medians[name] is not None and floor_value else None
-                    cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
+            for name, baseline in comparisons:
+                base = medians[baseline]
+                ratio = medians[name] / base if medians[name] is not None and base else None
+                cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for name in names:
             lines.append(f"- {name}: {_correctness(by_server[name])}")
+            failures = _storm_failures(good[name])
+            if failures:
+                lines.append(f"- {name}: failed storm streams by reason: {failures}")
         sections.append("\n".join(lines) + "\n")
+    sections.append(linearity_table(results, args))
+    sections.append(targets_table(results, args))
     return "\n".join(sections)
 
 

@@ -43,14 +43,15 @@ def parse_args(argv=None):
         description="Benchmark runsse against a raw-ASGI floor server on 127.0.0.1.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--servers", default="runsse,floor", help="comma-separated servers: runsse, floor, eventstream")
-    parser.add_argument("--streams", default="1000,5000", help="comma-separated numbers of streams")
+    parser.add_argument("--servers", default="runsse,runsse-redis,floor,eventstream", help="comma-separated servers: " + ", ".join(servers.SERVERS))
+    parser.add_argument("--streams", default="5000,10000", help="comma-separated numbers of streams")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every scenario; the table shows medians")
-    parser.add_argument("--rate", type=float, default=200, help="per-user events per second in the latency scenarios")
+    parser.add_argument("--rate", type=float, default=1000, help="per-user events per second in the latency scenarios")
     parser.add_argument("--duration", type=float, default=10, help="seconds of the latency scenarios")
     parser.add_argument("--burst", type=int, default=20000, help="per-user events published as fast as possible for the throughput scenario")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcasts in the broadcast scenario, one after another")
     parser.add_argument("--tabs", type=int, default=3, help="streams per user in the tabs scenario")
+    parser.add_argument("--storm-clients", type=int, default=2, help="client processes that open the streams of the reconnect storm")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the events of one scenario")
     parser.add_argument("--soak", action="store_true", help="run the soak scenario instead of the standard ones")
     parser.add_argument("--soak-minutes", type=float, default=10, help="length of the soak in minutes")
@@ -62,7 +63,11 @@ def parse_args(argv=None):
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the burst and broadcast scenarios into this folder")
     parser.add_argument("--output", type=Path, help="write the Markdown report to this file as well as to stdout")
     parser.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.servers.split(",") if name not in servers.SERVERS]
+    if unknown:
+        parser.error(f"unknown server {unknown[0]!r} in --servers; choose from {', '.join(servers.SERVERS)}")
+    return args
 
 
 async def run_standard(args, nats_url):
@@ -79,7 +84,8 @@ async def run_standard(args, nats_url):
                         scenarios.standard_set(
                             server, nats_url, streams,
                             rate=args.rate, duration=args.duration, burst=args.burst,
-                            rounds=args.broadcasts, tabs=args.tabs, timeout=args.timeout, profile=recorder,
+                            rounds=args.broadcasts, tabs=args.tabs, timeout=args.timeout,
+                            storm_clients=args.storm_clients, profile=recorder,
                         ),
                         SET_TIMEOUT_SECONDS,
                     )
@@ -130,42 +136,50 @@ async def run_soak(args, nats_url):
     return results
 
 
-async def run_smoke(server_names=("runsse", "floor")):
+async def run_smoke(server_names=("runsse", "runsse-redis", "floor"), streams=12):
     """
     Run small versions of the scenarios against each server and return
-    ``{server: {scenario: StreamCheck}}``; it checks delivery, not speed.
+    ``{server: {scenario: result}}``. It checks delivery, not speed: each
+    result with a ``check`` has the ``StreamCheck`` of its scenario.
     """
     nats_server, nats_url = servers.start_nats()
-    checks = {}
+    results = {}
     try:
+        # The floor does not create the main-queue stream, so it must exist before any server starts.
+        await scenarios.ensure_stream(nats_url)
         for name in server_names:
             server = servers.SERVERS[name](nats_url).start()
             try:
-                result = await scenarios.standard_set(
-                    server, nats_url, 12, rate=100, duration=0.5, burst=300, rounds=2, tabs=3, timeout=15, settle=0.2
+                results[name] = await scenarios.standard_set(
+                    server, nats_url, streams, rate=100, duration=0.5, burst=300, rounds=2, tabs=3, timeout=15,
+                    storm_clients=2, settle=0.2,
                 )
             finally:
                 server.stop()
-            checks[name] = {scenario: value["check"] for scenario, value in result.items() if "check" in value}
     finally:
         nats_server.stop()
-    return checks
+    return results
 
 
 async def main_async(args):
     raise_open_file_limit()
     if args.smoke:
-        checks = await run_smoke(args.servers.split(","))
+        results = await run_smoke(args.servers.split(","))
         failed = False
-        for name, by_scenario in checks.items():
-            for scenario, check in by_scenario.items():
-                print(f"{name} {scenario}: {check.summary()}")
-                failed = failed or not check.correct
+        for name, by_scenario in results.items():
+            for scenario, value in by_scenario.items():
+                if "check" in value:
+                    print(f"{name} {scenario}: {value['check'].summary()}")
+                    failed = failed or not value["check"].correct
+            storm = by_scenario["storm"]
+            print(f"{name} storm: {storm['opened']}/{storm['streams']} opened, failures {storm['failures']}")
         return 1 if failed else 0
 
     nats_server, nats_url = servers.start_nats()
     started = time.time()
     try:
+        # The floor does not create the main-queue stream, so it must exist before any server starts.
+        await scenarios.ensure_stream(nats_url)
         if args.soak:
             results = await run_soak(args, nats_url)
             report = soak_report(results, args)

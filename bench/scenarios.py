@@ -15,6 +15,7 @@ from sse.tokens import mint_reva_token
 from .client import LoadClient, median
 from .publisher import ensure_stream
 from .servers import JWT_SECRET
+from .storm import StormClients
 from .workload import per_user_counts, user_ids
 
 # Seconds to wait after the last stream opened before reading RSS, so that
@@ -81,7 +82,7 @@ async def per_user_events(server, client, nats_url, users, count, rate, timeout)
     client.reset()
     expected = per_user_counts(users, count)
     total = sum(expected.get(user_id, 0) for user_id, _ in client.streams)
-    client_cpu, server_cpu = time.process_time(), server.cpu()
+    client_cpu, server_cpu, companion_cpu = time.process_time(), server.cpu(), server.companion_cpu()
 
     published = await run_publisher(nats_url, users, count, rate)
     arrived = await client.wait_for(total, timeout)
@@ -101,6 +102,7 @@ async def per_user_events(server, client, nats_url, users, count, rate, timeout)
         "max_ms": check.latency_ms(1.0),
         "client_cpu_seconds": time.process_time() - client_cpu,
         "server_cpu_seconds": server.cpu() - server_cpu,
+        "companion_cpu_seconds": _companion_cpu_since(server, companion_cpu),
     }
 
 
@@ -131,7 +133,7 @@ async def broadcast_burst(server, client, nats_url, count, timeout):
     be what limits the deliveries per second.
     """
     client.reset()
-    client_cpu, server_cpu = time.process_time(), server.cpu()
+    client_cpu, server_cpu, companion_cpu = time.process_time(), server.cpu(), server.companion_cpu()
     published = await run_publisher(nats_url, ["u"], count, 0, broadcast=True)
     arrived = await client.wait_for(count * len(client.streams), timeout)
     await asyncio.sleep(LINGER_SECONDS)
@@ -149,7 +151,46 @@ async def broadcast_burst(server, client, nats_url, count, timeout):
         "p99_ms": check.latency_ms(0.99, broadcast=True),
         "client_cpu_seconds": time.process_time() - client_cpu,
         "server_cpu_seconds": server.cpu() - server_cpu,
+        "companion_cpu_seconds": _companion_cpu_since(server, companion_cpu),
     }
+
+
+async def reconnect_storm(server, nats_url, streams, processes, timeout):
+    """
+    Open ``streams`` streams at the same moment from ``processes`` client
+    processes, each opening its share all at once. Measure when the last
+    stream had its first bytes and its first comment, and why any failed.
+    Then publish one broadcast, which every opened stream must receive.
+    Streams that failed to open count as missing that broadcast.
+    """
+    clients = StormClients(server.port, streams, processes, timeout, server.event_format)
+    try:
+        await clients.start()
+        server_cpu, companion_cpu, started = server.cpu(), server.companion_cpu(), time.monotonic()
+        result = await clients.storm()
+        elapsed = time.monotonic() - started
+        result["server_cpu_seconds"] = server.cpu() - server_cpu
+        result["server_cpu_percent"] = 100 * result["server_cpu_seconds"] / elapsed
+        result["companion_cpu_seconds"] = _companion_cpu_since(server, companion_cpu)
+        if result["companion_cpu_seconds"] is not None:
+            result["companion_cpu_percent"] = 100 * result["companion_cpu_seconds"] / elapsed
+        await run_publisher(nats_url, ["u"], 1, 0, broadcast=True)
+        check = await clients.check(1, timeout, LINGER_SECONDS)
+    finally:
+        await clients.close()
+
+    check.expected += result["failed"]
+    check.missing += result["failed"]
+    result["check"] = check
+    if result["seconds"]:
+        result["client_cpu_percent_max"] = 100 * result["client_cpu_seconds_max"] / result["seconds"]
+    return result
+
+
+def _companion_cpu_since(server, before):
+    """Return the CPU seconds that the server's companions (its Redis) used since ``before``, or None."""
+    now = server.companion_cpu()
+    return None if now is None or before is None else now - before
 
 
 def _merge(checks):
@@ -166,14 +207,15 @@ def _not_profiled(scenario):
 
 
 async def standard_set(
-    server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, settle=SETTLE_SECONDS, profile=None
+    server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, storm_clients,
+    settle=SETTLE_SECONDS, profile=None,
 ):
     """
     Run every standard scenario against one started server with ``streams``
     streams: connect, memory, per-user latency at ``rate``, maximum
     throughput over a burst of ``burst`` per-user events, broadcast, a
-    burst of broadcasts with about as many deliveries, and ``tabs`` tabs
-    per user.
+    burst of broadcasts with about as many deliveries, ``tabs`` tabs per
+    user, and a reconnect storm from ``storm_clients`` client processes.
     ``settle`` is the pause in seconds before RSS is read and between the
     two sets of streams. ``profile(scenario)``, if given, returns an async
     context manager that the burst and broadcast scenarios run in.
@@ -201,6 +243,9 @@ async def standard_set(
     results["tabs_connect"] = await connect(server, client, tokens_for(tab_users, tabs), settle)
     results["tabs"] = await per_user_events(server, client, nats_url, tab_users, int(rate * duration), rate, timeout)
     client.close()
+    await asyncio.sleep(settle)
+
+    results["storm"] = await reconnect_storm(server, nats_url, streams, storm_clients, timeout)
     await asyncio.sleep(settle)
     return results
 

@@ -3,7 +3,10 @@ The servers under test, each started as a child process on free ports of
 127.0.0.1, and the NATS server they share.
 """
 
+import asyncio
+import concurrent.futures
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +15,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+
+import nats
+import nats.js.errors
+import redis
 
 from sse.embedded_nats import EmbeddedNATS, find_nats_server
 
@@ -53,8 +61,10 @@ def cpu_seconds(pid):
 class ServerProcess:
     """
     A server under test: ``command`` run with ``environment``, ready once
-    ``ready_url`` returns 200, writing events in ``event_format`` (a
-    ``bench.client.EventFormat``).
+    ``ready_url`` returns 200 and every callable of ``ready_checks`` returns
+    true, writing events in ``event_format`` (a ``bench.client.EventFormat``).
+    ``companions`` are processes that the server needs, such as its Redis.
+    They start before the server and stop after it.
     """
 
     def __init__(self, name, command, environment, port, ready_url, event_format=PLAIN):
@@ -64,6 +74,8 @@ class ServerProcess:
         self.port = port
         self.ready_url = ready_url
         self.event_format = event_format
+        self.ready_checks = []
+        self.companions = []
         self.process = None
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
 
@@ -72,6 +84,8 @@ class ServerProcess:
         return self.process.pid
 
     def start(self, timeout=30.0):
+        for companion in self.companions:
+            companion.start()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SSE_", "OCIS_"))}
         env.update(self.environment)
         self.process = subprocess.Popen(
@@ -80,16 +94,22 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (OSError, urllib.error.URLError):
-                pass
+            if self._ready():
+                return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s:\n{self.output()}")
+
+    def _ready(self):
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as response:
+                if response.status != 200:
+                    return False
+        except (OSError, urllib.error.URLError):
+            return False
+        return all(check() for check in self.ready_checks)
 
     def rss(self):
         return rss_bytes(self.pid)
@@ -97,7 +117,20 @@ class ServerProcess:
     def cpu(self):
         return cpu_seconds(self.pid)
 
+    def companion_cpu(self):
+        """Return the CPU time of the companion processes in seconds, or None when there are none."""
+        if not self.companions:
+            return None
+        return sum(cpu_seconds(companion.pid) for companion in self.companions)
+
     def stop(self, timeout=20.0):
+        try:
+            self._stop_server(timeout)
+        finally:
+            for companion in self.companions:
+                companion.stop()
+
+    def _stop_server(self, timeout):
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -125,10 +158,11 @@ def _gc_wrapper(gc_log, gc_disable):
     return []
 
 
-def runsse(nats_url, *, profile=False, gc_log=False, gc_disable=False, **environment):
+def runsse(nats_url, *, profile=False, gc_log=False, gc_disable=False, name="runsse", **environment):
     """
     Return ``manage.py runsse`` with the in-memory channel layer, logging
-    warnings and errors only, not yet started. ``gc_log`` runs it under
+    warnings and errors only, not yet started. ``environment`` adds or
+    overrides variables. ``gc_log`` runs it under
     ``bench.gclog``, which logs slow garbage collections, and ``gc_disable``
     turns the cyclic garbage collector off.
     """
@@ -144,8 +178,104 @@ def runsse(nats_url, *, profile=False, gc_log=False, gc_disable=False, **environ
         **environment,
     }
     command = [sys.executable, *_gc_wrapper(gc_log, gc_disable), "manage.py", "runsse"]
-    server = ServerProcess("runsse", command, env, port, f"http://127.0.0.1:{debug_port}/readyz")
+    server = ServerProcess(name, command, env, port, f"http://127.0.0.1:{debug_port}/readyz")
     server.debug_port = debug_port
+    return server
+
+
+class RedisServer:
+    """
+    A private ``redis-server`` on a free port of 127.0.0.1, without
+    persistence. Redis pub/sub channels are global to a server, so the
+    benchmark never shares one with other programs.
+    """
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.directory = None
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def start(self, timeout=10.0):
+        program = shutil.which("redis-server")
+        if program is None:
+            raise RuntimeError("redis-server was not found on PATH; install it, for example Debian's redis-server package")
+        self.directory = tempfile.TemporaryDirectory(prefix="bench-redis-")
+        command = [
+            program, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.directory.name,
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}")
+                try:
+                    client.ping()
+                    return self
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError(f"redis-server did not accept connections on port {self.port} within {timeout:.0f}s")
+
+    def stop(self, timeout=10.0):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.directory is not None:
+            self.directory.cleanup()
+            self.directory = None
+
+
+def jetstream_consumer_exists(nats_url, name, stream="main-queue"):
+    """Return whether JetStream has the consumer ``name`` on ``stream``, even when called inside an event loop."""
+
+    async def look_up():
+        connection = await nats.connect(nats_url)
+        try:
+            await connection.jetstream().consumer_info(stream, name)
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await connection.close()
+
+    # The runner calls start() from its event loop, so the look-up runs
+    # on a loop of its own in another thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(look_up())).result()
+
+
+def runsse_redis(nats_url, *, gc_log=False, gc_disable=False, **environment):
+    """
+    Return ``runsse`` with the channels-redis pub/sub layer on a private
+    ``redis-server``, not yet started. It runs the bridge and the streams
+    in one process, as in shared mode with one process, and its durable
+    consumer has a name of its own, so that no earlier run's leader key or
+    acknowledgement floor applies. It counts as ready once it has taken
+    the lead and created that consumer, because events published before
+    then would not reach it.
+    """
+    redis_server = RedisServer()
+    consumer = f"bench-{uuid.uuid4().hex[:12]}"
+    server = runsse(
+        nats_url, gc_log=gc_log, gc_disable=gc_disable, name="runsse-redis",
+        SSE_CHANNEL_LAYER_URL=redis_server.url, SSE_CONSUMER_NAME=consumer, **environment,
+    )
+    server.companions.append(redis_server)
+    server.ready_checks.append(lambda: jetstream_consumer_exists(nats_url, consumer))
     return server
 
 
@@ -175,4 +305,4 @@ def eventstream(nats_url, *, gc_log=False, gc_disable=False):
     return ServerProcess("eventstream", command, env, port, f"http://127.0.0.1:{port}/ready", DJANGO_EVENTSTREAM)
 
 
-SERVERS = {"runsse": runsse, "floor": floor, "eventstream": eventstream}
+SERVERS = {"runsse": runsse, "runsse-redis": runsse_redis, "floor": floor, "eventstream": eventstream}

@@ -1,15 +1,21 @@
 """
 The benchmark harness under ``bench/`` on a few streams: every server under
-test delivers each event exactly once and in order. Speed is not checked.
+test delivers each event exactly once and in order, and every stream of the
+reconnect storm opens. Speed is not checked.
 """
 
+import asyncio
 import json
 
 from bench.client import DJANGO_EVENTSTREAM, LoadClient, StreamCheck, StreamProtocol
-from bench.run import run_smoke
+from bench.report import _comparisons, markdown_report
+from bench.run import parse_args, run_smoke
+from bench.servers import free_port
+from bench.storm import StormClients
 from bench.workload import event_message
 
-SERVERS = ("runsse", "floor", "eventstream")
+SERVERS = ("runsse", "runsse-redis", "floor", "eventstream")
+SMOKE_STREAMS = 12
 
 
 def block(event_id, key, n):
@@ -22,15 +28,76 @@ def eventstream_block(key, n):
 
 
 async def test_bench_smoke_delivers_everything_once():
-    checks = await run_smoke(SERVERS)
+    results = await run_smoke(SERVERS, streams=SMOKE_STREAMS)
 
-    assert set(checks) == set(SERVERS)
-    for server, by_scenario in checks.items():
-        assert set(by_scenario) == {"latency", "burst", "broadcast", "fanout", "tabs"}, server
-        for scenario, check in by_scenario.items():
+    assert set(results) == set(SERVERS)
+    for server, by_scenario in results.items():
+        checks = {scenario: value["check"] for scenario, value in by_scenario.items() if "check" in value}
+        assert set(checks) == {"latency", "burst", "broadcast", "fanout", "tabs", "storm"}, server
+        for scenario, check in checks.items():
             assert check.expected > 0, f"{server} {scenario}: nothing was expected"
             assert check.correct, f"{server} {scenario}: {check.summary()}"
             assert check.delivered == check.expected, f"{server} {scenario}: {check.summary()}"
+
+        storm = by_scenario["storm"]
+        assert storm["streams"] == SMOKE_STREAMS, server
+        assert storm["opened"] == SMOKE_STREAMS, f"{server}: {storm['failures']}"
+        assert storm["failures"] == {}, server
+        assert storm["client_processes"] == 2, server
+        assert 0 < storm["last_first_bytes_s"] <= storm["last_opened_s"], server
+
+    args = parse_args(["--servers", ",".join(SERVERS), "--streams", str(SMOKE_STREAMS), "--repeat", "1"])
+    report = markdown_report({SMOKE_STREAMS: {name: [result] for name, result in results.items()}}, args)
+    assert (
+        "| scenario | runsse | runsse-redis | floor | eventstream | runsse / floor | runsse-redis / floor "
+        "| runsse / eventstream | runsse-redis / eventstream |"
+    ) in report
+    assert "storm: last stream opened after (s)" in report
+    assert "### Linearity" in report
+    assert f"### Targets, measured at {SMOKE_STREAMS} streams" in report
+    assert "| 6. redis layer, per-user burst: deliveries/s | runsse-redis |" in report
+
+
+def test_report_compares_with_eventstream_when_run():
+    assert _comparisons(["runsse", "floor"]) == [("runsse", "floor")]
+    assert _comparisons(["runsse", "runsse-redis", "eventstream", "floor"]) == [
+        ("runsse", "floor"), ("runsse-redis", "floor"), ("runsse", "eventstream"), ("runsse-redis", "eventstream"),
+    ]
+    assert _comparisons(["runsse"]) == []
+
+
+async def test_storm_counts_refused_connects():
+    clients = StormClients(free_port(), 6, 2, timeout=3)
+    try:
+        await clients.start()
+        result = await clients.storm()
+    finally:
+        await clients.close()
+
+    assert result["opened"] == 0
+    assert result["failed"] == 6
+    assert result["failures"] == {"refused": 6}
+
+
+async def test_storm_counts_rejected_streams():
+    async def reject(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reject, "127.0.0.1", 0)
+    clients = StormClients(server.sockets[0].getsockname()[1], 6, 2, timeout=3)
+    try:
+        await clients.start()
+        result = await clients.storm()
+    finally:
+        await clients.close()
+        server.close()
+        await server.wait_closed()
+
+    assert result["opened"] == 0
+    assert result["failures"] == {"status 503": 6}
 
 
 def test_stream_check_finds_gaps_and_duplicates():
