@@ -55,6 +55,9 @@ RETRY_MAX_SECONDS = 15.0
 REPEATED_ERROR_LOG_SECONDS = 30.0
 
 
+DELIVERED = metrics.EVENTS_RECEIVED.labels(result="delivered")
+
+
 def target_groups(user_ids):
     """Return the groups an event for ``user_ids`` goes to; ``all`` means every stream, once."""
     if BROADCAST_USER_ID in user_ids:
@@ -295,8 +298,19 @@ class Bridge:
             self.ready = True
             self._pulled_since_failure = True
 
-            settle = [await self.handle(message) for message in messages]
+            outgoing = []
+            settle = [await self.handle(message, outgoing) for message in messages]
+            await self._send(outgoing)
             await self._settle(messages, settle)
+
+    async def _send(self, outgoing):
+        """Send the ``(group, message)`` pairs of a batch into the channel layer, in order."""
+        send_many = getattr(self.channel_layer, "group_send_many", None)
+        if send_many is not None:
+            await send_many(outgoing)
+            return
+        for group, payload in outgoing:
+            await self.channel_layer.group_send(group, payload)
 
     async def _settle(self, messages, settle):
         """
@@ -313,9 +327,10 @@ class Bridge:
         if last is not None:
             await last.ack()
 
-    async def handle(self, message):
+    async def handle(self, message, outgoing):
         """
-        Deliver one NATS message and return how to settle it:
+        Decode one NATS message, append the ``(group, message)`` pairs to
+        send to ``outgoing``, and return how to settle it:
         ``message.ack``, or ``message.term`` for a malformed one, which
         JetStream then never redelivers. Never raises for bad input.
         """
@@ -357,9 +372,8 @@ class Bridge:
 
         groups = target_groups(event.user_ids)
         history.record(self.last_sequence, groups, payload)
-        for group in groups:
-            await self.channel_layer.group_send(group, payload)
-        metrics.EVENTS_RECEIVED.labels(result="delivered").inc()
+        outgoing.extend((group, payload) for group in groups)
+        DELIVERED.inc()
 
         if span is not None:
             span.end()

@@ -24,7 +24,7 @@ from .embedded_nats import EmbeddedNATS
 from .exceptions import SSEError
 from .flow import EXTENSION as FLOW_CONTROL, flow_control_factory, send_eagerly
 from .history import history
-from .layers import InMemoryChannelLayer
+from .layers import InMemoryChannelLayer, RedisPubSubChannelLayer
 from .redis_watch import RedisWatch
 from .registration import Registration
 from .replay import replay
@@ -100,8 +100,6 @@ def configure_channel_layer(config):
     ``settings.CHANNEL_LAYERS``.
     """
     if config.channel_layer_url:
-        from channels_redis.pubsub import RedisPubSubChannelLayer
-
         channel_layers.set(DEFAULT_CHANNEL_LAYER, RedisPubSubChannelLayer(hosts=[config.channel_layer_url]))
     return get_channel_layer()
 
