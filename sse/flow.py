@@ -255,10 +255,20 @@ class EagerWriteServer(tcp.Server):
     kernel's send buffer has room, which for a client that reads is always.
     What the socket does not take is queued as before, so back-pressure and
     the ``FlowControl`` producer keep working.
+
+    The first writes of a connection are queued as usual, so that the
+    response head and the first part of the body leave in one ``send()``.
     """
 
+    # Set once the first queued write went out.
+    _flushed = False
+
+    def doWrite(self):
+        self._flushed = True
+        return super().doWrite()
+
     def write(self, data):
-        if self._idle() and data:
+        if self._flushed and self._idle() and data:
             sent = self.writeSomeData(data)
             if not isinstance(sent, int):
                 # The connection is gone; the queued write reports it.

@@ -120,13 +120,15 @@ async def test_stalled_stream_reset_alone(nats_url, jetstream, user_id):
         await wait_active(service, 2)
 
         # 12 events of 16,000 bytes: four fill the 65,535-byte window of
-        # the stalled stream, five more overflow its buffer.
-        texts = [f"{number:02d}" + "x" * 15998 for number in range(12)]
-        sequences = [await publish(jetstream, user_id, text) for text in texts]
+        # the stalled stream, five more overflow its buffer. Each is read
+        # before the next is published, so that the buffer limit of 4 never
+        # reaches the reading stream, however busy the machine.
+        for number in range(12):
+            text = f"{number:02d}" + "x" * 15998
+            sequence = await publish(jetstream, user_id, text)
+            assert await reading.read_event() == event(sequence, text)
 
         reset_code = await stalled.wait_reset()
-        for sequence, text in zip(sequences, texts):
-            assert await reading.read_event() == event(sequence, text)
         await wait_active(service, 1)
         dropped = await asyncio.to_thread(service.metric, 'sse_events_dropped_total{reason="slow_client"}')
         live = await publish(jetstream, user_id, "still open")
