@@ -110,8 +110,10 @@ def _correctness(runs):
         if "error" in run:
             problems.append(run["error"])
             continue
+        if "incomplete" in run:
+            problems.append(run["incomplete"])
         for scenario, value in run.items():
-            check = value.get("check")
+            check = value.get("check") if isinstance(value, dict) else None
             if check is not None and not check.correct:
                 problems.append(f"{scenario}: {check.summary()}")
     return "all delivered once, in order" if not problems else "; ".join(problems)

@@ -26,8 +26,15 @@ if __package__ in (None, ""):
 from bench import profile, scenarios, servers  # noqa: E402
 from bench.report import markdown_report, soak_report, versions  # noqa: E402
 
-# A whole set of scenarios against one server stops after this long.
+# A whole set of scenarios against one server stops after this long, plus
+# SET_TIMEOUT_PER_STREAM for each stream.
 SET_TIMEOUT_SECONDS = 300
+SET_TIMEOUT_PER_STREAM = 0.05
+
+
+def set_timeout(streams):
+    """Return the seconds that the set of scenarios with ``streams`` streams may take."""
+    return SET_TIMEOUT_SECONDS + SET_TIMEOUT_PER_STREAM * streams
 
 
 def raise_open_file_limit():
@@ -63,11 +70,30 @@ def parse_args(argv=None):
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the burst and broadcast scenarios into this folder")
     parser.add_argument("--output", type=Path, help="write the Markdown report to this file as well as to stdout")
     parser.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
+    parser.add_argument(
+        "--max-streams", default="",
+        help="comma-separated SERVER=N: run SERVER only with at most N streams, such as eventstream=2000",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.servers.split(",") if name not in servers.SERVERS]
     if unknown:
         parser.error(f"unknown server {unknown[0]!r} in --servers; choose from {', '.join(servers.SERVERS)}")
+    try:
+        args.max_streams = parse_max_streams(args.max_streams)
+    except ValueError as error:
+        parser.error(f"invalid --max-streams {args.max_streams!r}: {error}")
     return args
+
+
+def parse_max_streams(text):
+    """Return ``{server: streams}`` from ``"name=N,name=N"``."""
+    limits = {}
+    for item in filter(None, text.split(",")):
+        name, separator, value = item.partition("=")
+        if not separator or name not in servers.SERVERS or not value.isdigit():
+            raise ValueError(f"expected SERVER=N with SERVER one of {', '.join(servers.SERVERS)}, got {item!r}")
+        limits[name] = int(value)
+    return limits
 
 
 async def run_standard(args, nats_url):
@@ -76,22 +102,28 @@ async def run_standard(args, nats_url):
     for repeat in range(args.repeat):
         for streams in [int(value) for value in args.streams.split(",")]:
             for name in args.servers.split(","):
+                if streams > args.max_streams.get(name, streams):
+                    continue
                 server = servers.SERVERS[name](nats_url, gc_log=args.gc_log, gc_disable=args.gc_disable).start()
                 print(f"repeat {repeat + 1}: {name} with {streams} streams", file=sys.stderr, flush=True)
                 recorder = _recorder(args.profile, server, f"{name}-{streams}-{repeat + 1}")
+                result = {}
                 try:
-                    result = await asyncio.wait_for(
+                    await asyncio.wait_for(
                         scenarios.standard_set(
                             server, nats_url, streams,
                             rate=args.rate, duration=args.duration, burst=args.burst,
                             rounds=args.broadcasts, tabs=args.tabs, timeout=args.timeout,
-                            storm_clients=args.storm_clients, profile=recorder,
+                            storm_clients=args.storm_clients, profile=recorder, results=result,
                         ),
-                        SET_TIMEOUT_SECONDS,
+                        set_timeout(streams),
                     )
                 except (asyncio.TimeoutError, OSError, RuntimeError) as error:
-                    print(f"  failed: {error!r}", file=sys.stderr, flush=True)
-                    result = {"error": repr(error)}
+                    finished = ", ".join(result) or "none"
+                    print(f"  stopped: {error!r}; finished scenarios: {finished}", file=sys.stderr, flush=True)
+                    # The scenarios that finished still count; the report
+                    # names the set as incomplete.
+                    result["incomplete"] = f"stopped by {error!r} after {finished}"
                 finally:
                     server.stop()
                 if args.gc_log:
@@ -114,7 +146,7 @@ def _print_progress(result):
     if "error" in result:
         return
     for name, value in result.items():
-        if name == "gc":
+        if name == "gc" or not isinstance(value, dict):
             continue
         check = value.get("check")
         line = {key: round(item, 2) for key, item in value.items() if isinstance(item, float)}

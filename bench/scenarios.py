@@ -208,7 +208,7 @@ def _not_profiled(scenario):
 
 async def standard_set(
     server, nats_url, streams, *, rate, duration, burst, rounds, tabs, timeout, storm_clients,
-    settle=SETTLE_SECONDS, profile=None,
+    settle=SETTLE_SECONDS, profile=None, results=None,
 ):
     """
     Run every standard scenario against one started server with ``streams``
@@ -219,10 +219,13 @@ async def standard_set(
     ``settle`` is the pause in seconds before RSS is read and between the
     two sets of streams. ``profile(scenario)``, if given, returns an async
     context manager that the burst and broadcast scenarios run in.
+    Each scenario's result goes into ``results`` (a new dict if not given)
+    as soon as it is known, so that a caller that stops a slow set keeps
+    the scenarios that finished.
     """
     profile = profile or _not_profiled
     await ensure_stream(nats_url)
-    results = {}
+    results = {} if results is None else results
 
     client = LoadClient(server.port, event_format=server.event_format)
     users = user_ids(streams)

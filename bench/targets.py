@@ -171,7 +171,7 @@ def _memory_target(results, streams):
     """Memory per stream of runsse over the floor's, paired repeat by repeat so that both ran at about the same time."""
     ratios = []
     for runsse_run, floor_run in zip(results.get(streams, {}).get("runsse", []), results.get(streams, {}).get("floor", [])):
-        if "error" in runsse_run or "error" in floor_run:
+        if "connect" not in runsse_run or "connect" not in floor_run:
             continue
         ratios.append(_ratio(runsse_run["connect"]["kib_per_stream"], floor_run["connect"]["kib_per_stream"]))
     value = median(ratios)
@@ -181,7 +181,7 @@ def _memory_target(results, streams):
 
 
 def _latency_target(results, streams, args):
-    runs = _good(results, streams, "runsse")
+    runs = [run for run in _good(results, streams, "runsse") if "latency" in run]
     p99 = _median(runs, "latency", "p99_ms")
     checks = [run["latency"]["check"] for run in runs]
     lost = sum(check.missing for check in checks)
