@@ -243,6 +243,11 @@ class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
     one can start, which limited the bridge to a few thousand events per
     second. This uses internals of channels-redis 4.3 (its shards and their
     lock), which is why requirements.txt pins that version.
+
+    NOTE: with several Redis hosts, a user's group and the broadcast group
+    may hash to different hosts, so a broadcast can overtake an earlier
+    event of that user, and the stream drops the overtaken event as an
+    old id. runsse configures one host (SSE_CHANNEL_LAYER_URL).
     """
 
     async def group_send_many(self, messages):
