@@ -80,13 +80,16 @@ def linearity_table(results, args):
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in _server_names(results):
-        for before, after in zip(counts, counts[1:]):
+        # A server that ran only some numbers of streams (--max-streams)
+        # is compared between those.
+        ran = [streams for streams in counts if _good(results, streams, name)]
+        for before, after in zip(ran, ran[1:]):
             for scenario, label in (("latency", f"per-user events at {args.rate:g}/s"), ("burst", "burst")):
                 lines.append(_linearity_row(
                     name, f"{before} → {after} streams, {label}",
                     _good(results, before, name), scenario, _good(results, after, name), scenario, after / before,
                 ))
-        for streams in counts:
+        for streams in ran:
             runs = _good(results, streams, name)
             lines.append(_linearity_row(
                 name, f"1 → {args.tabs} tabs per user at {streams} streams, {args.rate:g}/s",

@@ -301,6 +301,8 @@ class Bridge:
             outgoing = []
             settle = [await self.handle(message, outgoing) for message in messages]
             await self._send(outgoing)
+            # Each delivered message added its one payload for one or more groups.
+            DELIVERED.inc(len({id(payload) for _, payload in outgoing}))
             await self._settle(messages, settle)
 
     async def _send(self, outgoing):
@@ -373,7 +375,6 @@ class Bridge:
         groups = target_groups(event.user_ids)
         history.record(self.last_sequence, groups, payload)
         outgoing.extend((group, payload) for group in groups)
-        DELIVERED.inc()
 
         if span is not None:
             span.end()
