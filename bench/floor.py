@@ -23,10 +23,10 @@ import uuid
 
 import jwt
 import nats
-import nats.js.errors
 import uvicorn
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from bench.publisher import add_stream_if_missing
 from sse.exceptions import MalformedEvent
 from sse.pull import PullConsumer
 from sse.wire import BROADCAST_USER_ID, decode_event, encode_comment, encode_frame
@@ -116,10 +116,7 @@ class FloorApp:
     async def consume(self):
         connection = await nats.connect(self.nats_url)
         js = connection.jetstream()
-        try:
-            await js.stream_info(SUBJECT)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(name=SUBJECT, subjects=[SUBJECT])
+        await add_stream_if_missing(js)
         name = f"floor-{uuid.uuid4()}"
         config = ConsumerConfig(
             name=name,

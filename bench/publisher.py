@@ -13,6 +13,7 @@ import sys
 import time
 
 import nats
+import nats.js.errors
 
 from sse.wire import encode_envelope
 
@@ -30,13 +31,17 @@ async def ensure_stream(nats_url):
     """Create the ``main-queue`` stream if it is missing, as the bridge of runsse would."""
     connection = await nats.connect(nats_url)
     try:
-        js = connection.jetstream()
-        try:
-            await js.stream_info(SUBJECT)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(name=SUBJECT, subjects=[SUBJECT])
+        await add_stream_if_missing(connection.jetstream())
     finally:
         await connection.close()
+
+
+async def add_stream_if_missing(js):
+    """Create the ``main-queue`` stream through the JetStream context ``js`` if it is missing."""
+    try:
+        await js.stream_info(SUBJECT)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(name=SUBJECT, subjects=[SUBJECT])
 
 
 async def publish(nats_url, users, count, rate, broadcast=False):

@@ -13,11 +13,11 @@ import logging
 import uuid
 
 import nats
-import nats.js.errors
 from django.conf import settings
 from django_eventstream import send_event
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from bench.publisher import add_stream_if_missing
 from sse.exceptions import MalformedEvent
 from sse.wire import BROADCAST_USER_ID, decode_event
 
@@ -65,10 +65,7 @@ class Bridge:
         connection = await nats.connect(self.nats_url)
         try:
             js = connection.jetstream()
-            try:
-                await js.stream_info(SUBJECT)
-            except nats.js.errors.NotFoundError:
-                await js.add_stream(name=SUBJECT, subjects=[SUBJECT])
+            await add_stream_if_missing(js)
             name = f"eventstream-{uuid.uuid4()}"
             config = ConsumerConfig(
                 name=name, deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT, filter_subject=SUBJECT
