@@ -40,7 +40,8 @@ FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 2.0
 
 # Messages delivered and not yet acknowledged, at most: the batch being
-# handled, the one on its way and the one requested after it.
+# handled plus what PullConsumer buffers and requests ahead of it, which
+# stays below three more batches.
 MAX_ACK_PENDING = 4 * FETCH_BATCH
 
 # JetStream deletes our consumer this long after the last pull request, so

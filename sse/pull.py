@@ -45,10 +45,10 @@ class PullConsumer:
     Receive the messages of JetStream consumer ``consumer`` of ``stream``
     over ``connection`` (a connected ``nats.aio.client.Client``).
 
-    Up to two requests of ``batch`` messages each are in flight; each one
-    expires after ``expires`` seconds, and the server then sends a status
-    message, which shows that the consumer still exists. ``next_batch()`` returns up to
-    ``batch`` messages in the order the server sent them.
+    Up to two requests of ``batch`` messages each are in flight. Each one
+    expires after ``expires`` seconds with a status message from the
+    server, which shows that the consumer still exists. ``next_batch()``
+    returns up to ``batch`` messages in the order the server sent them.
     """
 
     def __init__(self, connection, stream, consumer, *, batch, expires):
